@@ -1,0 +1,67 @@
+"""Shared measuring tools for the benchmarks: interleaved timing with medians, the machine's matmul
+peak, and a plain-text table. The machines are shared and noisy, so every comparison runs its
+candidates in turn, many times, and reports medians."""
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def interleaved_medians(
+    candidates: dict[str, Callable[[], object]],
+    repeats: int = 15,
+    warmup: int = 3,
+    min_seconds: float = 2.0,
+) -> dict[str, float]:
+    """Median seconds per call of each candidate, run round-robin so that load spikes hit all of
+    them alike.
+
+    Runs at least `repeats` rounds, and more for fast candidates, until a round's samples add up to
+    about `min_seconds` per candidate: medians of a few milliseconds need many samples on a shared
+    machine.
+    """
+    for _ in range(warmup):
+        for run in candidates.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    rounds = 0
+    while rounds < repeats or min(sum(samples) for samples in times.values()) < min_seconds:
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+        rounds += 1
+    return {name: statistics.median(samples) for name, samples in times.items()}
+
+
+def matmul_peak_gflops(
+    dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10
+) -> float:
+    """Best sustained GFLOP/s of a square matmul: the yardstick for model FLOPs utilization
+    (MFU)."""
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def print_table(header: list[str], rows: list[list[object]]) -> None:
+    """A Markdown table, so that it pastes into notes and READMEs as is."""
+    cells = [header] + [
+        [f"{c:.3f}" if isinstance(c, float) else str(c) for c in row] for row in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print("\n".join(lines), flush=True)

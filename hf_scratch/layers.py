@@ -1,0 +1,218 @@
+"""Building blocks shared by the three models: position embeddings, the position-wise feed-forward
+network and the residual block of self-attention, optional cross-attention and feed-forward.
+
+Notation: B batch, T sequence length, C hidden size (d_model), F inner feed-forward size (d_ff), P
+positions.
+
+The residual block reads these standard Hugging Face config fields (each model config defines them,
+under the paper's names too where `attribute_map` aliases them): `hidden_size`,
+`num_attention_heads`, `intermediate_size`, `hidden_act`, `hidden_dropout_prob`,
+`attention_probs_dropout_prob`, `layer_norm_eps` and `norm_first` (False = post-LN as in all three
+papers, True = pre-LN as in GPT-2).
+"""
+
+import math
+from functools import partial
+
+import torch
+from torch import nn
+from transformers.cache_utils import Cache
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+from .attention import MultiHeadAttention
+
+# The activations the three papers and their checkpoints use, by their Hugging Face config names.
+ACTIVATIONS = {
+    "relu": nn.ReLU,  # the Transformer (§3.3)
+    "gelu": nn.GELU,  # BERT: exact x * Phi(x) with the erf
+    # GPT-1 / GPT-2 checkpoints: the tanh approximation
+    "gelu_new": partial(nn.GELU, approximate="tanh"),
+    "gelu_pytorch_tanh": partial(nn.GELU, approximate="tanh"),
+    "swish": nn.SiLU,  # Marian (opus-mt): x * sigmoid(x)
+    "silu": nn.SiLU,
+}
+
+
+def get_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def check_index_range(ids: torch.Tensor, limit: int, name: str) -> None:
+    """Raise a ValueError naming `name` and `limit` unless every id lies in [0, limit).
+
+    An out-of-range id would otherwise fail deep inside an embedding lookup (or read garbage on some
+    devices).
+    """
+    if ids.numel() == 0:
+        return
+    smallest, largest = (int(extreme) for extreme in torch.aminmax(ids))
+    if smallest < 0 or largest >= limit:
+        bad = largest if largest >= limit else smallest
+        raise ValueError(f"{name} contains {bad}, outside the valid range [0, {limit})")
+
+
+def sinusoidal_position_table(
+    num_positions: int, embedding_dim: int, interleaved: bool = True
+) -> torch.Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)) (§3.5): (P, d)
+    float32.
+
+    `interleaved=True` is the paper's layout (sin and cos alternate along the features);
+    `interleaved=False` puts all sines in the first half and all cosines in the second, the layout
+    of Marian (opus-mt) checkpoints. The table is computed in float64 and rounded once.
+    """
+    if embedding_dim % 2 != 0:
+        raise ValueError(f"sinusoidal positions need an even embedding_dim, got {embedding_dim}")
+    positions = torch.arange(num_positions, dtype=torch.float64)[:, None]  # (P, 1)
+    frequencies = torch.exp(
+        torch.arange(0, embedding_dim, 2, dtype=torch.float64)
+        * (-math.log(10000.0) / embedding_dim)
+    )  # 1 / 10000^(2i/d): (d/2,)
+    angles = positions * frequencies  # (P, d/2)
+    if interleaved:
+        table = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(
+            1
+        )  # (P, d): sin, cos, sin, ...
+    else:
+        table = torch.cat([angles.sin(), angles.cos()], dim=-1)  # (P, d): all sin | all cos
+    return table.float()
+
+
+class SinusoidalPositionEmbedding(nn.Module):
+    """Fixed sinusoidal position encodings (§3.5), looked up by position id.
+
+    The table is a non-persistent buffer: it is not saved in checkpoints, and a model's
+    `_init_weights` must rebuild it with `reset_table()` after `from_pretrained` materialises
+    buffers from the meta device.
+    """
+
+    def __init__(self, num_positions: int, embedding_dim: int, interleaved: bool = True):
+        super().__init__()
+        self.num_positions = num_positions
+        self.embedding_dim = embedding_dim
+        self.interleaved = interleaved
+        self.register_buffer(
+            "weight",
+            sinusoidal_position_table(num_positions, embedding_dim, interleaved),
+            persistent=False,
+        )
+
+    def reset_table(self) -> torch.Tensor:
+        """The table this module should hold, for `init.copy_(module.weight,
+        module.reset_table())`."""
+        return sinusoidal_position_table(self.num_positions, self.embedding_dim, self.interleaved)
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        check_index_range(position_ids, self.num_positions, "position_ids")
+        return self.weight[position_ids]  # (B, T) -> (B, T, C)
+
+
+class LearnedPositionEmbedding(nn.Embedding):
+    """Learned absolute position embeddings W_p (GPT: h_0 = U W_e + W_p; BERT), looked up by
+    position id."""
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        check_index_range(position_ids, self.num_embeddings, "position_ids")
+        return super().forward(position_ids)  # (B, T) -> (B, T, C)
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network FFN(x) = act(x W_1 + b_1) W_2 + b_2 (§3.3, Eq. 2): (B, T,
+    C) -> (B, T, C).
+
+    The paper uses ReLU; BERT and GPT use GELU. Dropout is applied by the residual block, on the
+    output.
+    """
+
+    def __init__(self, hidden_size: int, intermediate_size: int, activation: str):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)  # W_1: (B, T, C) -> (B, T, F)
+        self.activation = get_activation(activation)
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)  # W_2: (B, T, F) -> (B, T, C)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation(self.fc1(hidden_states)))
+
+
+class TransformerBlock(GradientCheckpointingLayer):
+    """One encoder or decoder layer (§3.1): self-attention, optional cross-attention, feed-forward.
+
+    Every sublayer is wrapped in a residual connection with dropout and layer normalisation, Add &
+    Norm: post-LN (the paper, BERT, GPT-1): x = LayerNorm(x + Dropout(Sublayer(x)));
+    pre-LN  (GPT-2, `config.norm_first=True`): x = x + Dropout(Sublayer(LayerNorm(x))).
+    An encoder block (BERT, the Transformer encoder) is `is_causal=False`; a decoder block masks the
+    future (`is_causal=True`, GPT and the Transformer decoder) and, in an encoder-decoder, also
+    attends to the encoder output (`has_cross_attention=True`).
+
+    `forward(hidden_states (B, T, C), attention_mask, encoder_hidden_states (B, S, C),
+    encoder_attention_mask, cache, output_attentions)` returns `(hidden_states (B, T, C),
+    self-attention weights, cross-attention weights)`, the weights None unless asked for. Masks
+    follow `attention.py`: boolean, True = may attend.
+    """
+
+    def __init__(
+        self,
+        config,
+        *,
+        is_causal: bool,
+        has_cross_attention: bool = False,
+        layer_idx: int | None = None,
+    ):
+        super().__init__()
+        hidden_size, eps = config.hidden_size, config.layer_norm_eps
+        self.norm_first = config.norm_first
+        self.self_attn = MultiHeadAttention(config, is_causal=is_causal, layer_idx=layer_idx)
+        self.self_attn_norm = nn.LayerNorm(hidden_size, eps=eps)
+        if has_cross_attention:
+            self.cross_attn = MultiHeadAttention(
+                config, is_cross_attention=True, layer_idx=layer_idx
+            )
+            self.cross_attn_norm = nn.LayerNorm(hidden_size, eps=eps)
+        else:
+            self.cross_attn = None
+        self.feed_forward = FeedForward(hidden_size, config.intermediate_size, config.hidden_act)
+        self.feed_forward_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def _sublayer_input(self, hidden_states: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        return norm(hidden_states) if self.norm_first else hidden_states
+
+    def _add_and_norm(
+        self, residual: torch.Tensor, sublayer_output: torch.Tensor, norm: nn.LayerNorm
+    ) -> torch.Tensor:
+        hidden_states = residual + self.dropout(sublayer_output)
+        return hidden_states if self.norm_first else norm(hidden_states)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        attn_output, self_attn_weights = self.self_attn(
+            self._sublayer_input(hidden_states, self.self_attn_norm),
+            attention_mask=attention_mask,
+            cache=cache,
+            output_attentions=output_attentions,
+        )
+        hidden_states = self._add_and_norm(hidden_states, attn_output, self.self_attn_norm)
+
+        cross_attn_weights = None
+        if self.cross_attn is not None:
+            attn_output, cross_attn_weights = self.cross_attn(
+                self._sublayer_input(hidden_states, self.cross_attn_norm),
+                key_value_states=encoder_hidden_states,
+                attention_mask=encoder_attention_mask,
+                cache=cache,
+                output_attentions=output_attentions,
+            )
+            hidden_states = self._add_and_norm(hidden_states, attn_output, self.cross_attn_norm)
+
+        ffn_output = self.feed_forward(self._sublayer_input(hidden_states, self.feed_forward_norm))
+        hidden_states = self._add_and_norm(hidden_states, ffn_output, self.feed_forward_norm)
+        return hidden_states, self_attn_weights, cross_attn_weights
