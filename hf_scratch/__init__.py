@@ -1,8 +1,11 @@
 """hf_scratch: the Transformer, GPT and BERT written from scratch in PyTorch as Hugging Face models.
 
-This file only re-exports public names (and, once the models land, registers them with the Auto
-classes); it holds no logic, because hub sharing copies the model files without it.
+Importing the package registers the models with transformers' Auto classes. This file holds no other
+logic: hub sharing copies the model files without it.
 """
+
+import transformers
+from transformers import AutoConfig
 
 from .attention import (
     AdditiveScore,
@@ -16,6 +19,8 @@ from .attention import (
     masked_softmax,
     padding_mask,
 )
+from .configuration_gpt import ScratchGPTConfig
+from .gpt_inputs import GPTTaskInputs
 from .layers import (
     FeedForward,
     LearnedPositionEmbedding,
@@ -23,17 +28,37 @@ from .layers import (
     TransformerBlock,
     sinusoidal_position_table,
 )
+from .modeling_gpt import (
+    ScratchGPTForMultipleChoice,
+    ScratchGPTForSequenceClassification,
+    ScratchGPTLMHeadModel,
+    ScratchGPTModel,
+    ScratchGPTPreTrainedModel,
+)
 
 __version__ = "0.1.0"
+
+for _config_class, _family in [(ScratchGPTConfig, ScratchGPTPreTrainedModel)]:
+    AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
+    for _auto_name, _class_name in _family.auto_classes.items():
+        getattr(transformers, _auto_name).register(
+            _config_class, globals()[_class_name], exist_ok=True
+        )
 
 __all__ = [
     "AdditiveScore",
     "BilinearScore",
     "DotScore",
     "FeedForward",
+    "GPTTaskInputs",
     "LearnedPositionEmbedding",
     "MultiHeadAttention",
     "ScaledDotScore",
+    "ScratchGPTConfig",
+    "ScratchGPTForMultipleChoice",
+    "ScratchGPTForSequenceClassification",
+    "ScratchGPTLMHeadModel",
+    "ScratchGPTModel",
     "SinusoidalPositionEmbedding",
     "SoftAttention",
     "TransformerBlock",

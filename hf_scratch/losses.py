@@ -1,0 +1,127 @@
+"""Cross-entropy over a large vocabulary, lean in memory, shared by the three models' heads.
+
+The logits of a language model are its largest activation ((B, T, V) with V in the tens of
+thousands). `torch.nn.functional.cross_entropy` keeps a second tensor of that size (the
+log-probabilities) for the backward pass and allocates two more while going back. `cross_entropy`
+below keeps only the per-row log-sum-exp, lse = log sum_j exp(z_j), and forms the gradient
+softmax(z) - target directly, working through the rows in blocks of a few megabytes so that its
+temporaries stay in memory the allocator reuses.
+
+With label smoothing eps (Szegedy et al. 2016; the Transformer uses eps = 0.1) the target
+distribution is (1 - eps) * onehot(y) + eps / V, so per row
+    loss = (1 - eps) * (lse - z_y) + eps * (lse - mean_j z_j),   d loss / dz = softmax(z) - target.
+"""
+
+import torch
+
+# Rows per block: about 4M logits (16 MB in float32), below glibc's largest mmap threshold (32 MB),
+# so that the block temporaries are recycled instead of page-faulted in anew for every block.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def _row_blocks(num_rows: int, vocab_size: int):
+    rows = max(1, _BLOCK_ELEMENTS // vocab_size)
+    for start in range(0, num_rows, rows):
+        yield slice(start, min(start + rows, num_rows))
+
+
+class _CrossEntropySum(torch.autograd.Function):
+    """Sum over rows with a label of the (label-smoothed) cross-entropy of logits (N, V)."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, ignore_index: int, label_smoothing: float):
+        N, V = logits.shape
+        valid = labels != ignore_index  # (N,)
+        safe_labels = labels.masked_fill(~valid, 0)
+        lse = torch.empty(N, dtype=torch.float32, device=logits.device)
+        for rows in _row_blocks(N, V):
+            block = logits[rows].float()  # (n, V)
+            row_max = block.amax(dim=-1, keepdim=True)
+            lse[rows] = (block - row_max).exp_().sum(dim=-1).log_() + row_max.squeeze(-1)
+        label_logits = logits.gather(1, safe_labels[:, None]).squeeze(1).float()  # z_y: (N,)
+        losses = (1.0 - label_smoothing) * (lse - label_logits)
+        if label_smoothing > 0:
+            losses = losses + label_smoothing * (lse - logits.float().mean(dim=-1))
+        ctx.save_for_backward(logits, safe_labels, valid, lse)
+        ctx.label_smoothing = label_smoothing
+        return losses.masked_fill(~valid, 0.0).sum()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        logits, labels, valid, lse = ctx.saved_tensors
+        eps = ctx.label_smoothing
+        N, V = logits.shape
+        grad_logits = torch.empty_like(logits)
+        row_scale = valid.float() * grad_output  # (N,): 0 on unlabelled rows
+        for rows in _row_blocks(N, V):
+            probabilities = (logits[rows].float() - lse[rows, None]).exp_()  # softmax(z): (n, V)
+            if eps > 0:
+                probabilities.sub_(eps / V)
+            probabilities[torch.arange(probabilities.shape[0]), labels[rows]] -= 1.0 - eps
+            grad_logits[rows] = probabilities.mul_(row_scale[rows, None])
+        return grad_logits, None, None, None
+
+
+def cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    num_items_in_batch: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean cross-entropy of logits (..., V) against labels (...), over the positions whose label is
+    not `ignore_index`; equal to `F.cross_entropy(logits, labels, label_smoothing=...)` in value and
+    gradient.
+
+    Under gradient accumulation the Trainer passes `num_items_in_batch`, the number of labelled
+    positions in the whole accumulated batch: the sum is divided by it instead of by this
+    micro-batch's count, so that the accumulated gradient equals the gradient of one large batch.
+    """
+    flat_logits = logits.reshape(-1, logits.shape[-1])  # (N, V), a view when logits are contiguous
+    flat_labels = labels.reshape(-1).to(flat_logits.device)
+    total = _CrossEntropySum.apply(flat_logits, flat_labels, ignore_index, label_smoothing)
+    if num_items_in_batch is None:
+        num_items_in_batch = (flat_labels != ignore_index).sum().clamp(min=1)
+    elif isinstance(num_items_in_batch, torch.Tensor):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch
+
+
+def causal_lm_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """L1 = -sum_i log P(u_i | u_<i) (GPT, §3.1), mean over predicted tokens: the logits at position
+    i predict the label at position i + 1. The labels are shifted (with an ignored last position)
+    rather than the logits, which would copy the largest tensor of the model."""
+    shifted_labels = torch.nn.functional.pad(labels[..., 1:], (0, 1), value=ignore_index)  # (B, T)
+    return cross_entropy(
+        logits, shifted_labels, ignore_index=ignore_index, num_items_in_batch=num_items_in_batch
+    )
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, config) -> torch.Tensor:
+    """The loss of a sequence-level head, chosen as Hugging Face's `config.problem_type` chooses it:
+    "regression" (num_labels = 1: mean squared error), "single_label_classification" (integer
+    labels: cross-entropy) or "multi_label_classification" (multi-hot float labels: binary
+    cross-entropy per label). When unset, it is inferred from `num_labels` and the labels' dtype, as
+    in transformers."""
+    problem_type = config.problem_type
+    if problem_type is None:
+        if config.num_labels == 1:
+            problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "multi_label_classification"
+    if problem_type == "regression":
+        return torch.nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+    if problem_type == "single_label_classification":
+        return torch.nn.functional.cross_entropy(
+            logits.view(-1, config.num_labels), labels.view(-1)
+        )
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
