@@ -36,7 +36,9 @@ class ScratchGPTConfig(PreTrainedConfig):
     """
 
     model_type = "hf_scratch_gpt"
-    keys_to_ignore_at_inference = ["cache"]
+    # Left out of the predictions Trainer gathers in evaluation: the cache, the auxiliary parts of
+    # the fine-tuning loss, and the (B, T, V) language-model logits of the fine-tuning heads.
+    keys_to_ignore_at_inference = ["cache", "classification_loss", "lm_loss", "lm_logits"]
     attribute_map = {
         "n_embd": "hidden_size",
         "n_layer": "num_hidden_layers",

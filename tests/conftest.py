@@ -1,4 +1,8 @@
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,3 +71,45 @@ def word_tokenizer():
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_BLOCK_HF_SCRATCH = (
+    "import sys; sys.modules['hf_scratch'] = None  # any import of hf_scratch fails\n"
+)
+
+
+def run_without_hf_scratch(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run Python code in a fresh process in which `import hf_scratch` fails, as on a machine where
+    only transformers is installed; offline."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", _BLOCK_HF_SCRATCH + textwrap.dedent(code)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return _checked(result)
+
+
+def run_example(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run one of examples/*.py as a user would, in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return _checked(result)
+
+
+def _checked(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
+    return result

@@ -1,0 +1,221 @@
+"""Pre-train GPT on the language-modelling objective L1 = sum_i log P(u_i | u_{i-k}, ..., u_{i-1}).
+
+    python examples/pretrain_gpt.py                  # embedded corpus, a few minutes
+    python examples/pretrain_gpt.py --train_file corpus.txt --output_dir outputs/my-gpt
+    accelerate launch examples/pretrain_gpt.py --dataset_name wikitext \
+        --dataset_config_name wikitext-2-raw-v1 --config_name configuration/gpt-1
+
+With no data argument it trains on the text of Python's documentation (`pydoc_data.topics`, shipped
+with Python), so it runs offline. Without `--tokenizer_name` it first trains a byte-level BPE
+tokenizer on the training split. Text is cut into blocks of `--block_size` tokens; the Trainer
+trains, reports perplexity exp(L1) on the held-out split, and the model and tokenizer are saved with
+`save_pretrained` (safetensors, with the model's source files, so the folder loads with
+`AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)` without hf_scratch
+installed). Every `TrainingArguments` option works (`--max_steps`, `--learning_rate`, `--bf16`,
+`--resume_from_checkpoint`, ...).
+"""
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+
+import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
+from hf_scratch.data import group_texts, load_text_datasets
+from hf_scratch.tokenization import train_byte_level_bpe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ModelArguments:
+    config_name: str = field(
+        default=str(REPO / "configuration" / "gpt-small"),
+        metadata={"help": "folder (or hub id) of the model config to train from scratch"},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "continue pre-training this checkpoint instead"}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "comma-separated config changes, e.g. 'num_hidden_layers=2,hidden_size=64'"
+        },
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "tokenizer to use; by default a BPE tokenizer is trained"}
+    )
+    tokenizer_vocab_size: int = field(
+        default=4096, metadata={"help": "vocabulary size of the trained tokenizer"}
+    )
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={"help": ".txt, .json(l) or .csv"})
+    validation_file: str | None = field(default=None)
+    dataset_name: str | None = field(default=None, metadata={"help": "a dataset on the hub"})
+    dataset_config_name: str | None = field(default=None)
+    text_column: str = field(default="text")
+    block_size: int = field(default=128, metadata={"help": "tokens per training sequence"})
+    validation_split_percentage: int = field(default=5)
+    preprocessing_num_workers: int | None = field(default=None)
+    num_samples: int = field(default=3, metadata={"help": "texts to generate after training"})
+    sample_prompts: str = field(
+        default="The return value|A class|If the",
+        metadata={"help": "'|'-separated prompts for the generated samples"},
+    )
+    max_new_tokens: int = field(default=40)
+
+
+# Defaults of this script, before the user's own arguments (argparse keeps the last value given).
+DEFAULT_ARGUMENTS = [
+    "--output_dir", "outputs/gpt-pydoc",
+    "--num_train_epochs", "8",
+    "--per_device_train_batch_size", "16",
+    "--per_device_eval_batch_size", "16",
+    "--learning_rate", "1e-3",
+    "--lr_scheduler_type", "cosine",
+    "--warmup_steps", "30",
+    "--weight_decay", "0.01",
+    "--logging_steps", "20",
+    "--eval_strategy", "epoch",
+    "--save_strategy", "epoch",
+    "--save_total_limit", "1",
+    "--report_to", "none",
+    "--seed", "0",
+]  # fmt: skip
+
+
+def build_tokenizer(model_args, data_args, training_args, train_texts):
+    """The user's tokenizer, or a BPE tokenizer trained once (by the main process) and saved."""
+    if model_args.tokenizer_name or model_args.model_name_or_path:
+        return AutoTokenizer.from_pretrained(
+            model_args.tokenizer_name or model_args.model_name_or_path
+        )
+    saved = Path(training_args.output_dir) / "tokenizer"
+    with training_args.main_process_first(desc="training the tokenizer"):
+        if not (saved / "tokenizer.json").exists():
+            tokenizer = train_byte_level_bpe(
+                train_texts, model_args.tokenizer_vocab_size, show_progress=True
+            )
+            tokenizer.save_pretrained(saved)
+        return AutoTokenizer.from_pretrained(saved)
+
+
+def build_model(model_args, tokenizer, block_size: int):
+    if model_args.model_name_or_path:
+        return AutoModelForCausalLM.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=True
+        )
+    config = AutoConfig.from_pretrained(model_args.config_name, trust_remote_code=True)
+    if model_args.config_overrides:
+        config.update_from_string(model_args.config_overrides)
+    config.vocab_size = len(tokenizer)
+    config.bos_token_id = tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    if block_size > config.max_position_embeddings:
+        raise ValueError(
+            f"block_size {block_size} exceeds the model's max_position_embeddings "
+            f"({config.max_position_embeddings})"
+        )
+    config.validate_architecture()
+    return AutoModelForCausalLM.from_config(config, trust_remote_code=True)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(
+        args=DEFAULT_ARGUMENTS + (sys.argv[1:] if argv is None else argv)
+    )
+    set_seed(training_args.seed)
+
+    raw = load_text_datasets(
+        data_args.train_file,
+        data_args.validation_file,
+        data_args.dataset_name,
+        data_args.dataset_config_name,
+        data_args.validation_split_percentage,
+        seed=training_args.seed,
+    )
+    column = data_args.text_column
+    tokenizer = build_tokenizer(model_args, data_args, training_args, raw["train"][column])
+    model = build_model(model_args, tokenizer, data_args.block_size)
+
+    def tokenize(batch):
+        # Each row ends with the end-of-text token, so blocks that span two documents mark the seam.
+        return tokenizer([text + tokenizer.eos_token for text in batch[column]])
+
+    with training_args.main_process_first(desc="tokenizing and grouping"):
+        tokenized = raw.map(
+            tokenize,
+            batched=True,
+            remove_columns=raw["train"].column_names,
+            num_proc=data_args.preprocessing_num_workers,
+            desc="tokenizing",
+        )
+        blocks = tokenized.map(
+            group_texts,
+            batched=True,
+            fn_kwargs={"block_size": data_args.block_size},
+            num_proc=data_args.preprocessing_num_workers,
+            desc=f"grouping into blocks of {data_args.block_size}",
+        )
+    print(
+        f"{len(blocks['train'])} training and {len(blocks['validation'])} validation blocks of "
+        f"{data_args.block_size} tokens; model with {model.num_parameters():,} parameters"
+    )
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=blocks["train"],
+        eval_dataset=blocks["validation"],
+        data_collator=default_data_collator,
+        processing_class=tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    metrics = trainer.evaluate()
+    metrics["perplexity"] = math.exp(metrics["eval_loss"])
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+    trainer.save_model()  # model (safetensors + source files) and tokenizer, in output_dir
+    trainer.save_state()  # trainer_state.json: the loss curve
+
+    if trainer.is_world_process_zero() and data_args.num_samples > 0:
+        print_samples(trainer.model, tokenizer, data_args)
+    return metrics
+
+
+def print_samples(model, tokenizer, data_args) -> None:
+    model.eval()
+    prompts = data_args.sample_prompts.split("|")[: data_args.num_samples]
+    for prompt in prompts:
+        inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            output = model.generate(
+                **inputs,
+                max_new_tokens=data_args.max_new_tokens,
+                do_sample=True,
+                top_k=40,
+                temperature=0.8,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        print(f"--- {prompt!r}\n{tokenizer.decode(output[0], skip_special_tokens=True)}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""GPT with the Hugging Face training stack: gradient accumulation, the example scripts end to end,
+and loading the saved folders where hf_scratch is not installed."""
+
+import json
+
+import pytest
+import torch
+from conftest import run_example, run_without_hf_scratch, tiny_gpt_config
+from safetensors.torch import save_file
+from transformers import Trainer, TrainingArguments
+
+from hf_scratch import (
+    ScratchGPTForMultipleChoice,
+    ScratchGPTForSequenceClassification,
+    ScratchGPTLMHeadModel,
+    ScratchGPTModel,
+)
+
+
+def _train_one_update(model, dataset, output_dir, batch_size, accumulation):
+    arguments = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        learning_rate=0.5,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    Trainer(model=model, args=arguments, train_dataset=dataset).train()
+    return {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+
+
+@pytest.mark.parametrize("head", ["lm", "classification"])
+def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path, head):
+    torch.manual_seed(0)
+    if head == "lm":
+        make = lambda: ScratchGPTLMHeadModel(tiny_gpt_config())  # noqa: E731
+        # Rows with different numbers of labelled tokens: a mean of per-micro-batch means would
+        # differ.
+        dataset = []
+        for length in (3, 12, 5, 12, 8, 2, 12, 7):
+            input_ids = torch.randint(1, 101, (12,))
+            labels = input_ids.clone()
+            labels[length:] = -100
+            dataset.append({"input_ids": input_ids, "labels": labels})
+    else:
+        make = lambda: ScratchGPTForSequenceClassification(tiny_gpt_config(num_labels=3))  # noqa: E731
+        dataset = [
+            {"input_ids": torch.randint(1, 101, (10,)), "labels": torch.tensor(i % 3)}
+            for i in range(8)
+        ]
+    initial = make().state_dict()
+    updates = {}
+    for batch_size, accumulation in [(8, 1), (2, 4)]:
+        model = make()
+        model.load_state_dict(initial)
+        updates[accumulation] = _train_one_update(
+            model, dataset, tmp_path / str(accumulation), batch_size, accumulation
+        )
+    moved = False
+    for name, value in updates[1].items():
+        torch.testing.assert_close(updates[4][name], value, atol=1e-6, rtol=1e-5, msg=name)
+        moved |= not torch.equal(value, initial[name])
+    assert moved
+
+
+def test_saved_folders_load_through_every_auto_class_without_hf_scratch(tmp_path):
+    torch.manual_seed(0)
+    input_ids = torch.randint(1, 101, (2, 2, 7))
+    expected = {}
+    for auto_class, model in [
+        ("AutoModel", ScratchGPTModel(tiny_gpt_config())),
+        ("AutoModelForCausalLM", ScratchGPTLMHeadModel(tiny_gpt_config())),
+        (
+            "AutoModelForSequenceClassification",
+            ScratchGPTForSequenceClassification(tiny_gpt_config()),
+        ),
+        ("AutoModelForMultipleChoice", ScratchGPTForMultipleChoice(tiny_gpt_config())),
+    ]:
+        model.eval().save_pretrained(tmp_path / auto_class)
+        inputs = input_ids if auto_class == "AutoModelForMultipleChoice" else input_ids[:, 0]
+        output = model(inputs)
+        expected[auto_class] = (
+            output.last_hidden_state if auto_class == "AutoModel" else output.logits
+        ).detach()
+    save_file({"input_ids": input_ids, **expected}, tmp_path / "expected.safetensors")
+    config = json.loads((tmp_path / "AutoModel" / "config.json").read_text())
+    assert set(config["auto_map"]) == {
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForCausalLM",
+        "AutoModelForSequenceClassification",
+        "AutoModelForMultipleChoice",
+    }
+    result = run_without_hf_scratch(
+        f"""
+        import torch, transformers
+        from safetensors.torch import load_file
+        try:
+            import hf_scratch
+            raise SystemExit("hf_scratch should not be importable here")
+        except ImportError:
+            pass
+        expected = load_file({str(tmp_path / "expected.safetensors")!r})
+        for name in ["AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification",
+                     "AutoModelForMultipleChoice"]:
+            model = getattr(transformers, name).from_pretrained({str(tmp_path)!r} + "/" + name,
+                                                                trust_remote_code=True).eval()
+            assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+            inputs = expected["input_ids"]
+            if name != "AutoModelForMultipleChoice":
+                inputs = inputs[:, 0]
+            output = model(inputs)
+            value = output.last_hidden_state if name == "AutoModel" else output.logits
+            torch.testing.assert_close(value, expected[name])
+            if name == "AutoModelForCausalLM":
+                cached = model.generate(inputs, max_new_tokens=5, do_sample=False, pad_token_id=0)
+                plain = model.generate(inputs, max_new_tokens=5, do_sample=False, pad_token_id=0,
+                                       use_cache=False)
+                assert torch.equal(cached, plain)
+            print("loaded", name, type(model).__name__)
+        """,
+        cwd=tmp_path,
+    )
+    assert result.stdout.count("loaded") == 4
+
+
+TINY = [
+    "--config_overrides",
+    "num_hidden_layers=2,hidden_size=64,num_attention_heads=4,intermediate_size=128,norm_first=true",
+    "--tokenizer_vocab_size", "512",
+    "--block_size", "64",
+    "--per_device_train_batch_size", "8",
+    "--learning_rate", "3e-3",
+    "--warmup_steps", "5",
+    "--logging_steps", "5",
+    "--eval_strategy", "no",
+    "--save_strategy", "no",
+    "--num_samples", "1",
+    "--max_new_tokens", "8",
+]  # fmt: skip
+
+
+def _logged_losses(output_dir):
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+@pytest.fixture(scope="module")
+def pretrained_gpt(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("gpt-pretrain")
+    result = run_example(
+        "pretrain_gpt.py",
+        *TINY,
+        "--max_steps",
+        "60",
+        "--output_dir",
+        str(output_dir),
+        cwd=output_dir,
+    )
+    return output_dir, result.stdout
+
+
+@pytest.mark.slow
+def test_pretraining_example_learns_and_saves_a_shareable_folder(pretrained_gpt):
+    output_dir, stdout = pretrained_gpt
+    losses = _logged_losses(output_dir)
+    assert len(losses) >= 10
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5, losses
+    assert "perplexity" in stdout and "--- 'The return value'" in stdout
+    metrics = json.loads((output_dir / "eval_results.json").read_text())
+    assert metrics["perplexity"] < 512  # below the uniform guess over the vocabulary
+    assert (output_dir / "model.safetensors").exists() and (output_dir / "modeling_gpt.py").exists()
+    result = run_without_hf_scratch(
+        f"""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        model = AutoModelForCausalLM.from_pretrained({str(output_dir)!r}, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained({str(output_dir)!r})
+        inputs = tokenizer("The return value", return_tensors="pt")
+        output = model.generate(**inputs, max_new_tokens=5, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id)
+        print("generated", output.shape[1] - inputs["input_ids"].shape[1], "tokens")
+        """,
+        cwd=output_dir,
+    )
+    assert "generated 5 tokens" in result.stdout
+
+
+@pytest.mark.slow
+def test_fine_tuning_example_trains_with_the_auxiliary_objective(pretrained_gpt, tmp_path):
+    pretrained_dir, _ = pretrained_gpt
+    result = run_example(
+        "finetune_gpt_classification.py",
+        "--model_name_or_path", str(pretrained_dir),
+        "--max_train_samples", "32",
+        "--max_eval_samples", "32",
+        "--num_train_epochs", "6",
+        "--per_device_train_batch_size", "8",
+        "--learning_rate", "1e-3",
+        "--logging_steps", "2",
+        "--output_dir", str(tmp_path),
+        cwd=tmp_path,
+    )  # fmt: skip
+    losses = _logged_losses(tmp_path)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    metrics = json.loads((tmp_path / "eval_results.json").read_text())
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_f1" in metrics
+    assert "eval_accuracy" in result.stdout
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["lm_loss_weight"] == 0.5 and len(config["id2label"]) == 2
