@@ -316,28 +316,28 @@ class MultiHeadAttention(nn.Module):
         else:
             query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)  # (B, H, T, D)
             if cache is not None:
-                self_cache = (
-                    cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
-                )
-                key, value = self_cache.update(
-                    key, value, self.layer_idx
-                )  # (B, H, S, D), S = past + T
+                if isinstance(cache, EncoderDecoderCache):
+                    cache = cache.self_attention_cache
+                key, value = cache.update(key, value, self.layer_idx)  # (B, H, S, D), S = past + T
         S = key.shape[-2]
         if attention_mask is not None:
             self._check_mask(attention_mask, B, T, S)
         # With no mask given, a causal module masks the future itself. A single query (one decoding
         # step) may see every key; T == S is SDPA's `is_causal` case; anything else needs the
         # end-aligned mask written out.
+        # Asking for the attention probabilities runs the eager formula for that call even under
+        # "sdpa", since the fused kernel never forms them.
+        eager = output_attentions or self.implementation == "eager"
         use_sdpa_is_causal = False
         if attention_mask is None and self.is_causal and T > 1:
-            if T == S and self.implementation == "sdpa" and not output_attentions:
+            if T == S and not eager:
                 use_sdpa_is_causal = True
             else:
                 attention_mask = causal_mask(T, S, hidden_states.device)  # (T, S)
         dropout = self.dropout if self.training else 0.0
 
         context, attn_weights = self._attend(
-            query, key, value, attention_mask, use_sdpa_is_causal, dropout, output_attentions
+            query, key, value, attention_mask, use_sdpa_is_causal, dropout, eager
         )  # (B, H, T, D)
         context = context.transpose(1, 2).reshape(B, T, C)  # concatenate the heads: (B, T, C)
         return self.out_proj(context), attn_weights
@@ -350,15 +350,11 @@ class MultiHeadAttention(nn.Module):
         attention_mask: torch.Tensor | None,
         is_causal: bool,
         dropout: float,
-        output_attentions: bool,
+        eager: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """softmax(Q K^T / sqrt(d_k)) V per head: (B, H, T, D) -> (B, H, T, D), plus the weights if
-        eager.
-
-        Asking for the attention probabilities runs the eager formula for that call even under
-        "sdpa", since the fused kernel never forms them.
-        """
-        if self.implementation == "eager" or output_attentions:
+        eager."""
+        if eager:
             attn_weights = masked_softmax(self.score(query, key), attention_mask)  # (B, H, T, S)
             dropped_weights = F.dropout(attn_weights, p=dropout, training=dropout > 0)
             return dropped_weights @ value, attn_weights

@@ -182,7 +182,9 @@ class TransformerBlock(GradientCheckpointingLayer):
     def _add_and_norm(
         self, residual: torch.Tensor, sublayer_output: torch.Tensor, norm: nn.LayerNorm
     ) -> torch.Tensor:
-        hidden_states = residual + self.dropout(sublayer_output)
+        if self.training:
+            sublayer_output = self.dropout(sublayer_output)
+        hidden_states = residual + sublayer_output
         return hidden_states if self.norm_first else norm(hidden_states)
 
     def forward(

@@ -152,7 +152,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
         use_cache = config.use_cache if use_cache is None else use_cache
-        if self.is_activation_checkpointing and self.training:
+        if self.training and self.is_activation_checkpointing:
             use_cache = False  # a cache written during the backward replay would be written twice
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")

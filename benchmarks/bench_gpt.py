@@ -1,0 +1,224 @@
+"""GPT: hf_scratch against transformers' OpenAI GPT (GPT-1 layout) and GPT-2 (sdpa), same weights.
+
+    python benchmarks/bench_gpt.py [--quick]
+
+Each pair is built from one reference model and converted with `hf_scratch.convert.from_reference`,
+so ours and the reference hold identical weights; their repetitions are interleaved and medians
+reported (fp32, CPU). Ratios are ours/reference in throughput (> 1: ours is faster) and in memory
+(< 1: ours uses less).
+- Training step (forward, backward, AdamW step) on the small config: 4 layers, hidden 256, 4 heads,
+  sequence 128, batch 8, the reference's vocabulary (40,478 / 50,257). Model FLOPs utilization (MFU)
+  is against the fp32 matmul peak measured here. Memory is the peak resident memory a step adds over
+  the resident memory before it (activations, gradients, temporaries; weights and optimizer state
+  excluded, being the same for both), read from /proc (Linux).
+- Inference forward at GPT-1 size (12 layers, hidden 768), batch 8, sequence 128.
+- `generate()`: greedy, 64 new tokens after a 32-token prompt, batch 1 and 8, small config, no
+  end-of-sequence token (so that both always generate 64 tokens).
+"""
+
+import argparse
+import ctypes
+import gc
+
+import torch
+from common import interleaved_medians, matmul_peak_gflops, print_table
+from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTConfig, OpenAIGPTLMHeadModel
+
+from hf_scratch.convert import from_reference
+
+SMALL = dict(n_embd=256, n_layer=4, n_head=4)
+BASE = dict(n_embd=768, n_layer=12, n_head=12)
+
+
+def reference_pair(kind: str, sizes: dict):
+    torch.manual_seed(0)
+    if kind == "openai-gpt":
+        reference = OpenAIGPTLMHeadModel(OpenAIGPTConfig(**sizes))
+    else:
+        config = GPT2Config(**sizes)
+        reference = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
+    reference.eval()  # built from a config, it starts in training mode (dropout on)
+    return from_reference(reference), reference
+
+
+def forward_flops(config, batch: int, length: int) -> float:
+    """Matmul FLOPs of one forward pass: 2 per multiply-add, projections plus QK^T and AV."""
+    C, F, L, V = config.n_embd, 4 * config.n_embd, config.n_layer, config.vocab_size
+    tokens = batch * length
+    projections = 2 * tokens * (L * (4 * C * C + 2 * C * F) + C * V)
+    attention = 2 * 2 * batch * L * length * length * C
+    return projections + attention
+
+
+# -- memory (Linux): the peak resident set since the last reset, /proc/self/status VmHWM
+# ------------
+
+_LIBC = ctypes.CDLL("libc.so.6")
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def step_peak_memory_mib(step) -> float:
+    """Peak resident memory that one call of `step` adds over the resident memory before it."""
+    gc.collect()
+    _LIBC.malloc_trim(0)  # return freed memory to the system, so the baseline is what is live
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # reset VmHWM to the current resident size
+    before = _status_kib("VmRSS:")
+    step()
+    return (_status_kib("VmHWM:") - before) / 1024
+
+
+def mfu(flops: float, times: dict[str, float], peak: float) -> str:
+    """Model FLOPs utilization of the reference and of ours, against the matmul peak."""
+    return " / ".join(f"{flops / times[name] / 1e9 / peak:.0%}" for name in ("reference", "ours"))
+
+
+def training_step(model, input_ids):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        loss = model(input_ids, labels=input_ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def bench_training(peak: float, repeats: int) -> list[list]:
+    rows = []
+    for kind in ("openai-gpt", "gpt2"):
+        ours, reference = reference_pair(kind, SMALL)
+        ours.train()
+        reference.train()
+        torch.manual_seed(1)
+        input_ids = torch.randint(0, reference.config.vocab_size, (8, 128))
+        steps = {
+            "ours": training_step(ours, input_ids),
+            "reference": training_step(reference, input_ids),
+        }
+        times = interleaved_medians(steps, repeats=repeats, warmup=2)
+        memory = {name: [] for name in steps}
+        for _ in range(3):
+            for name, step in steps.items():
+                memory[name].append(step_peak_memory_mib(step))
+        memory = {name: sorted(values)[1] for name, values in memory.items()}
+        flops = 3 * forward_flops(reference.config, 8, 128)
+        label = "OpenAIGPTLMHeadModel" if kind == "openai-gpt" else "GPT2LMHeadModel (sdpa)"
+        rows.append(
+            [
+                f"train step vs {label}",
+                8 * 128 / times["reference"],
+                8 * 128 / times["ours"],
+                times["reference"] / times["ours"],
+                mfu(flops, times, peak),
+                f"{memory['reference']:.0f} / {memory['ours']:.0f}",
+                memory["ours"] / memory["reference"],
+            ]
+        )
+    return rows
+
+
+def bench_inference(peak: float, repeats: int) -> list[list]:
+    rows = []
+    for kind in ("openai-gpt", "gpt2"):
+        ours, reference = reference_pair(kind, BASE)
+        torch.manual_seed(1)
+        input_ids = torch.randint(0, reference.config.vocab_size, (8, 128))
+        with torch.no_grad():
+            times = interleaved_medians(
+                {
+                    "ours": lambda m=ours, x=input_ids: m(x),
+                    "reference": lambda m=reference, x=input_ids: m(x),
+                },
+                repeats=repeats,
+                warmup=1,
+            )
+        flops = forward_flops(reference.config, 8, 128)
+        rows.append(
+            [
+                f"forward GPT-1 size vs {type(reference).__name__}",
+                8 * 128 / times["reference"],
+                8 * 128 / times["ours"],
+                times["reference"] / times["ours"],
+                mfu(flops, times, peak),
+                "",
+                "",
+            ]
+        )
+    return rows
+
+
+def bench_generation(repeats: int) -> list[list]:
+    rows = []
+    for kind in ("openai-gpt", "gpt2"):
+        ours, reference = reference_pair(kind, SMALL)
+        # No end-of-sequence token: every run generates exactly 64 tokens, and neither model pays
+        # for the end-of-sequence bookkeeping of generate().
+        for model in (ours, reference):
+            model.generation_config.eos_token_id = None
+        for batch in (1, 8):
+            torch.manual_seed(1)
+            prompt = torch.randint(0, reference.config.vocab_size, (batch, 32))
+            settings = dict(max_new_tokens=64, do_sample=False, pad_token_id=0)
+            generated = {
+                name: model.generate(prompt, **settings)
+                for name, model in (("ours", ours), ("reference", reference))
+            }
+            same = torch.equal(generated["ours"], generated["reference"])
+            times = interleaved_medians(
+                {
+                    "ours": lambda m=ours, p=prompt, s=settings: m.generate(p, **s),
+                    "reference": lambda m=reference, p=prompt, s=settings: m.generate(p, **s),
+                },
+                repeats=repeats,
+                warmup=1,
+                min_seconds=0,
+            )
+            rows.append(
+                [
+                    f"generate b{batch} vs {type(reference).__name__}",
+                    times["reference"] / 64 * 1e3,
+                    times["ours"] / 64 * 1e3,
+                    times["reference"] / times["ours"],
+                    "same tokens" if same else "TOKENS DIFFER",
+                    "",
+                    "",
+                ]
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 7
+    peak = matmul_peak_gflops(torch.float32)
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, fp32 matmul peak {peak:.0f} GFLOP/s\n")
+    header = [
+        "benchmark",
+        "reference",
+        "ours",
+        "ratio",
+        "MFU ref / ours",
+        "MiB ref / ours",
+        "mem ratio",
+    ]
+    print("tokens/s (training, forward); ms per new token (generate)")
+    rows = (
+        bench_training(peak, repeats) + bench_inference(peak, repeats) + bench_generation(repeats)
+    )
+    print_table(header, rows)
+
+
+if __name__ == "__main__":
+    main()
