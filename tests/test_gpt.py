@@ -1,6 +1,8 @@
 """GPT: parity with transformers' OpenAI GPT and GPT-2 through the converters, generation,
 fine-tuning heads, the Hugging Face contract, and bad input."""
 
+import subprocess
+
 import pytest
 import torch
 from conftest import tiny_gpt_config
@@ -430,3 +432,38 @@ def test_task_inputs_wrap_texts_in_start_delimiter_and_extract(word_tokenizer):
     assert inputs.entailment("cat sat on the mat", "dog ran") == [s, cat, sat, d, dog, ran, e]
     choices = torch.tensor([inputs.multiple_choice("cat", ["sat", "ran"])])
     assert model(choices).logits.shape == (1, 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# The conversion command
+# --------------------------------------------------------------------------------------------------
+
+
+def test_convert_command_both_ways_with_tokenizer(tmp_path, word_tokenizer):
+    reference = _reference(GPT2LMHeadModel, gpt2_config(vocab_size=len(word_tokenizer)))
+    reference.save_pretrained(tmp_path / "hf")
+    word_tokenizer.save_pretrained(tmp_path / "hf")
+    result = subprocess.run(
+        ["hf-scratch-convert", str(tmp_path / "hf"), str(tmp_path / "ours")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote ScratchGPTLMHeadModel" in result.stdout
+    assert (tmp_path / "ours" / "tokenizer.json").exists()
+    assert (tmp_path / "ours" / "modeling_gpt.py").exists()
+    ours = AutoModelForCausalLM.from_pretrained(tmp_path / "ours", trust_remote_code=True).eval()
+    assert ours.config.norm_first
+    input_ids = torch.randint(0, len(word_tokenizer), (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            ours(input_ids).logits, reference(input_ids).logits, atol=1e-5, rtol=1e-5
+        )
+
+    from hf_scratch.convert import main
+
+    assert main(["--to-hf", str(tmp_path / "ours"), str(tmp_path / "back")]) == 0
+    back = GPT2LMHeadModel.from_pretrained(tmp_path / "back").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(back(input_ids).logits, reference(input_ids).logits)
+    assert main([str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 1  # a clear error, exit 1
