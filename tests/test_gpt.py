@@ -467,3 +467,14 @@ def test_convert_command_both_ways_with_tokenizer(tmp_path, word_tokenizer):
     with torch.no_grad():
         torch.testing.assert_close(back(input_ids).logits, reference(input_ids).logits)
     assert main([str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 1  # a clear error, exit 1
+
+
+def test_bf16_autocast_training_step_is_finite():
+    model = ScratchGPTLMHeadModel(tiny_gpt_config())
+    input_ids = torch.randint(1, 101, (2, 9))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(input_ids, labels=input_ids)
+    assert output.logits.dtype == torch.bfloat16
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
