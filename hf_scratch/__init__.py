@@ -19,6 +19,7 @@ from .attention import (
     masked_softmax,
     padding_mask,
 )
+from .configuration_bert import ScratchBertConfig
 from .configuration_gpt import ScratchGPTConfig
 from .gpt_inputs import GPTTaskInputs
 from .layers import (
@@ -27,6 +28,17 @@ from .layers import (
     SinusoidalPositionEmbedding,
     TransformerBlock,
     sinusoidal_position_table,
+)
+from .modeling_bert import (
+    ScratchBertForMaskedLM,
+    ScratchBertForMultipleChoice,
+    ScratchBertForNextSentencePrediction,
+    ScratchBertForPreTraining,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchBertModel,
+    ScratchBertPreTrainedModel,
 )
 from .modeling_gpt import (
     ScratchGPTForMultipleChoice,
@@ -38,7 +50,10 @@ from .modeling_gpt import (
 
 __version__ = "0.1.0"
 
-for _config_class, _family in [(ScratchGPTConfig, ScratchGPTPreTrainedModel)]:
+for _config_class, _family in [
+    (ScratchGPTConfig, ScratchGPTPreTrainedModel),
+    (ScratchBertConfig, ScratchBertPreTrainedModel),
+]:
     AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
     for _auto_name, _class_name in _family.auto_classes.items():
         getattr(transformers, _auto_name).register(
@@ -54,6 +69,15 @@ __all__ = [
     "LearnedPositionEmbedding",
     "MultiHeadAttention",
     "ScaledDotScore",
+    "ScratchBertConfig",
+    "ScratchBertForMaskedLM",
+    "ScratchBertForMultipleChoice",
+    "ScratchBertForNextSentencePrediction",
+    "ScratchBertForPreTraining",
+    "ScratchBertForQuestionAnswering",
+    "ScratchBertForSequenceClassification",
+    "ScratchBertForTokenClassification",
+    "ScratchBertModel",
     "ScratchGPTConfig",
     "ScratchGPTForMultipleChoice",
     "ScratchGPTForSequenceClassification",

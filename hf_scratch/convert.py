@@ -9,12 +9,13 @@ The output is written with `save_pretrained` (safetensors); an hf_scratch folder
 files and an `auto_map`, so it loads with `trust_remote_code=True` where hf_scratch is not
 installed. Tokenizer files are copied along.
 
-Supported: OpenAI GPT (`OpenAIGPTModel`, `OpenAIGPTLMHeadModel`, `OpenAIGPTDoubleHeadsModel`,
-`OpenAIGPTForSequenceClassification`) and GPT-2 (`GPT2Model`, `GPT2LMHeadModel`,
-`GPT2DoubleHeadsModel`, `GPT2ForSequenceClassification`), which become hf_scratch GPT in the GPT-1
-layout or the GPT-2 layout (`norm_first=True`). OpenAI's `Conv1D` layers store their weights as (in,
-out) and are transposed; their fused c_attn [W_Q | W_K | W_V] is exactly our `qkv_proj` once
-transposed.
+Supported: BERT (`BertModel`, `BertForPreTraining` and every head class; W_Q, W_K, W_V are stacked
+into our `qkv_proj`), OpenAI GPT (`OpenAIGPTModel`, `OpenAIGPTLMHeadModel`,
+`OpenAIGPTDoubleHeadsModel`, `OpenAIGPTForSequenceClassification`) and GPT-2 (`GPT2Model`,
+`GPT2LMHeadModel`, `GPT2DoubleHeadsModel`, `GPT2ForSequenceClassification`), which become hf_scratch
+GPT in the GPT-1 layout or the GPT-2 layout (`norm_first=True`). OpenAI's `Conv1D` layers store
+their weights as (in, out) and are transposed; their fused c_attn [W_Q | W_K | W_V] is exactly our
+`qkv_proj` once transposed.
 
 Converting a state dict renames every tensor by the rules below and fails with the list of tensors
 it could not place: nothing is dropped or initialised silently.
@@ -25,14 +26,26 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import transformers
-from transformers import GPT2Config, OpenAIGPTConfig, PreTrainedModel
+from transformers import BertConfig, GPT2Config, OpenAIGPTConfig, PreTrainedModel
 
+from .configuration_bert import ScratchBertConfig
 from .configuration_gpt import ScratchGPTConfig
+from .modeling_bert import (
+    ScratchBertForMaskedLM,
+    ScratchBertForMultipleChoice,
+    ScratchBertForNextSentencePrediction,
+    ScratchBertForPreTraining,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchBertModel,
+)
 from .modeling_gpt import (
     ScratchGPTForMultipleChoice,
     ScratchGPTForSequenceClassification,
@@ -45,10 +58,10 @@ from .modeling_gpt import (
 # --------------------------------------------------------------------------------------------------
 
 
-# Placeholders in the name templates: {prefix} is a head's "transformer." (empty in a bare base
-# model), {i} a layer index, {p} "weight" or "bias".
+# Placeholders in the name templates: {prefix} is a head's "transformer." or "bert." (empty in a
+# bare base model), {i} a layer index, {p} "weight" or "bias".
 _PLACEHOLDERS = {
-    "prefix": r"(?P<prefix>(?:transformer\.)?)",
+    "prefix": r"(?P<prefix>(?:transformer\.|bert\.)?)",
     "i": r"(?P<i>\d+)",
     "p": r"(?P<p>weight|bias)",
 }
@@ -105,8 +118,84 @@ OPENAI_GPT_RULES = _gpt_rules(
 )
 GPT2_RULES = _gpt_rules({"wte": "tokens_embed", "wpe": "positions_embed"}, final_norm="ln_f")
 
+BERT_RULES = [
+    Rule("{prefix}embeddings.word_embeddings.weight", "{prefix}embeddings.word_embeddings.weight"),
+    Rule(
+        "{prefix}embeddings.position_embeddings.weight",
+        "{prefix}embeddings.position_embeddings.weight",
+    ),
+    Rule(
+        "{prefix}embeddings.token_type_embeddings.weight",
+        "{prefix}embeddings.token_type_embeddings.weight",
+    ),
+    Rule("{prefix}embeddings.LayerNorm.{p}", "{prefix}embeddings.norm.{p}"),
+    Rule(
+        "{prefix}encoder.layer.{i}.attention.self.qkv.{p}",
+        "{prefix}layers.{i}.self_attn.qkv_proj.{p}",
+    ),
+    Rule(
+        "{prefix}encoder.layer.{i}.attention.output.dense.{p}",
+        "{prefix}layers.{i}.self_attn.out_proj.{p}",
+    ),
+    Rule(
+        "{prefix}encoder.layer.{i}.attention.output.LayerNorm.{p}",
+        "{prefix}layers.{i}.self_attn_norm.{p}",
+    ),
+    Rule(
+        "{prefix}encoder.layer.{i}.intermediate.dense.{p}",
+        "{prefix}layers.{i}.feed_forward.fc1.{p}",
+    ),
+    Rule("{prefix}encoder.layer.{i}.output.dense.{p}", "{prefix}layers.{i}.feed_forward.fc2.{p}"),
+    Rule(
+        "{prefix}encoder.layer.{i}.output.LayerNorm.{p}", "{prefix}layers.{i}.feed_forward_norm.{p}"
+    ),
+    Rule("{prefix}pooler.dense.{p}", "{prefix}pooler.{p}"),
+    Rule("cls.predictions.transform.dense.{p}", "mlm_head.transform.{p}"),
+    Rule("cls.predictions.transform.LayerNorm.{p}", "mlm_head.norm.{p}"),
+    Rule("cls.predictions.bias", "mlm_head.decoder.bias"),
+    Rule("cls.seq_relationship.{p}", "nsp_head.{p}"),
+    Rule("classifier.{p}", "classifier.{p}"),
+    Rule("qa_outputs.{p}", "qa_outputs.{p}"),
+]
+# BERT keeps W_Q, W_K, W_V as three tensors; ours stacks them into one qkv_proj.
+BERT_QKV = (
+    ("attention.self.query", "attention.self.key", "attention.self.value"),
+    "attention.self.qkv",
+)
+
 # Buffers of the reference classes that are not weights (causal-mask tables).
 _IGNORED_REFERENCE_KEYS = re.compile(r".*\.attn\.(bias|masked_bias)")
+
+
+def fuse_projections(
+    state_dict: dict[str, torch.Tensor], parts: tuple[str, ...], fused: str
+) -> dict[str, torch.Tensor]:
+    """Stack separate projections (e.g. W_Q, W_K, W_V) into one tensor under the name `fused`."""
+    result = {}
+    for name, tensor in state_dict.items():
+        for index, part in enumerate(parts):
+            if f".{part}." in name:
+                if index == 0:
+                    pieces = [state_dict[name.replace(f".{part}.", f".{p}.")] for p in parts]
+                    result[name.replace(f".{part}.", f".{fused}.")] = torch.cat(pieces, dim=0)
+                break
+        else:
+            result[name] = tensor
+    return result
+
+
+def split_projections(
+    state_dict: dict[str, torch.Tensor], parts: tuple[str, ...], fused: str
+) -> dict[str, torch.Tensor]:
+    """The inverse of `fuse_projections`: equal row blocks of the fused tensor under `parts`."""
+    result = {}
+    for name, tensor in state_dict.items():
+        if f".{fused}." in name:
+            for part, piece in zip(parts, tensor.chunk(len(parts), dim=0), strict=True):
+                result[name.replace(f".{fused}.", f".{part}.")] = piece.contiguous()
+        else:
+            result[name] = tensor
+    return result
 
 
 def rename_state_dict(
@@ -217,21 +306,60 @@ def gpt_config_to_reference(config: ScratchGPTConfig) -> OpenAIGPTConfig | GPT2C
 # Models
 # --------------------------------------------------------------------------------------------------
 
-# reference architecture -> (our class, renaming rules)
+_BERT_SHARED_FIELDS = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+    "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+    "type_vocab_size", "initializer_range", "layer_norm_eps", "classifier_dropout",
+    "tie_word_embeddings", *_SHARED_CONFIG_FIELDS,
+)  # fmt: skip
+
+
+def bert_config_from_reference(reference) -> ScratchBertConfig:
+    """The field names are the same in both: copy them."""
+    return ScratchBertConfig(**{name: getattr(reference, name) for name in _BERT_SHARED_FIELDS})
+
+
+def bert_config_to_reference(config: ScratchBertConfig) -> BertConfig:
+    return BertConfig(**{name: getattr(config, name) for name in _BERT_SHARED_FIELDS})
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one reference family converts: tensor names, configs, and projections to stack."""
+
+    rules: list[Rule]
+    config_from_reference: Callable
+    config_to_reference: Callable
+    fused: tuple[tuple[str, ...], str] | None = None
+
+
+OPENAI_GPT = Family(OPENAI_GPT_RULES, gpt_config_from_reference, gpt_config_to_reference)
+GPT2 = Family(GPT2_RULES, gpt_config_from_reference, gpt_config_to_reference)
+BERT = Family(BERT_RULES, bert_config_from_reference, bert_config_to_reference, BERT_QKV)
+
+# reference architecture -> (our class, family)
 _FROM_REFERENCE = {
-    "OpenAIGPTModel": (ScratchGPTModel, OPENAI_GPT_RULES),
-    "OpenAIGPTLMHeadModel": (ScratchGPTLMHeadModel, OPENAI_GPT_RULES),
-    "OpenAIGPTDoubleHeadsModel": (ScratchGPTForMultipleChoice, OPENAI_GPT_RULES),
-    "OpenAIGPTForSequenceClassification": (ScratchGPTForSequenceClassification, OPENAI_GPT_RULES),
-    "GPT2Model": (ScratchGPTModel, GPT2_RULES),
-    "GPT2LMHeadModel": (ScratchGPTLMHeadModel, GPT2_RULES),
-    "GPT2DoubleHeadsModel": (ScratchGPTForMultipleChoice, GPT2_RULES),
-    "GPT2ForSequenceClassification": (ScratchGPTForSequenceClassification, GPT2_RULES),
+    "OpenAIGPTModel": (ScratchGPTModel, OPENAI_GPT),
+    "OpenAIGPTLMHeadModel": (ScratchGPTLMHeadModel, OPENAI_GPT),
+    "OpenAIGPTDoubleHeadsModel": (ScratchGPTForMultipleChoice, OPENAI_GPT),
+    "OpenAIGPTForSequenceClassification": (ScratchGPTForSequenceClassification, OPENAI_GPT),
+    "GPT2Model": (ScratchGPTModel, GPT2),
+    "GPT2LMHeadModel": (ScratchGPTLMHeadModel, GPT2),
+    "GPT2DoubleHeadsModel": (ScratchGPTForMultipleChoice, GPT2),
+    "GPT2ForSequenceClassification": (ScratchGPTForSequenceClassification, GPT2),
+    "BertModel": (ScratchBertModel, BERT),
+    "BertForPreTraining": (ScratchBertForPreTraining, BERT),
+    "BertForMaskedLM": (ScratchBertForMaskedLM, BERT),
+    "BertForNextSentencePrediction": (ScratchBertForNextSentencePrediction, BERT),
+    "BertForSequenceClassification": (ScratchBertForSequenceClassification, BERT),
+    "BertForTokenClassification": (ScratchBertForTokenClassification, BERT),
+    "BertForQuestionAnswering": (ScratchBertForQuestionAnswering, BERT),
+    "BertForMultipleChoice": (ScratchBertForMultipleChoice, BERT),
 }
-_DEFAULT_ARCHITECTURE = {"openai-gpt": "OpenAIGPTLMHeadModel", "gpt2": "GPT2LMHeadModel"}
-_CONFIG_FROM_REFERENCE = {
-    "openai-gpt": gpt_config_from_reference,
-    "gpt2": gpt_config_from_reference,
+_DEFAULT_ARCHITECTURE = {
+    "openai-gpt": "OpenAIGPTLMHeadModel",
+    "gpt2": "GPT2LMHeadModel",
+    "bert": "BertForPreTraining",
 }
 
 
@@ -268,31 +396,35 @@ def _load_strict(model: PreTrainedModel, state_dict: dict[str, torch.Tensor]) ->
 
 
 def from_reference(reference_model: PreTrainedModel) -> PreTrainedModel:
-    """Our model with the weights of a transformers reference model (OpenAI GPT or GPT-2
-    classes)."""
+    """Our model with the weights of a transformers reference model (OpenAI GPT, GPT-2, BERT)."""
     architecture = type(reference_model).__name__
     if architecture not in _FROM_REFERENCE:
         raise ValueError(f"cannot convert {architecture}; supported: {sorted(_FROM_REFERENCE)}")
-    model_class, rules = _FROM_REFERENCE[architecture]
-    config = _CONFIG_FROM_REFERENCE[reference_model.config.model_type](reference_model.config)
-    model = model_class(config)
-    _load_strict(
-        model, rename_state_dict(_untie(reference_model, reference_model.state_dict()), rules)
-    )
+    model_class, family = _FROM_REFERENCE[architecture]
+    model = model_class(family.config_from_reference(reference_model.config))
+    state_dict = _untie(reference_model, reference_model.state_dict())
+    if family.fused is not None:
+        state_dict = fuse_projections(state_dict, *family.fused)
+    _load_strict(model, rename_state_dict(state_dict, family.rules))
     return model.to(reference_model.dtype).eval()
 
 
 def to_reference(model: PreTrainedModel) -> PreTrainedModel:
-    """The transformers reference model (OpenAI GPT or GPT-2 class) with our model's weights."""
-    reference_config = gpt_config_to_reference(model.config)
-    prefix = "GPT2" if reference_config.model_type == "gpt2" else "OpenAIGPT"
-    for architecture, (model_class, rules) in _FROM_REFERENCE.items():
-        if architecture.startswith(prefix) and type(model).__name__ == model_class.__name__:
-            reference_model = getattr(transformers, architecture)(reference_config)
-            _load_strict(
-                reference_model, rename_state_dict(model.state_dict(), rules, to_reference=True)
-            )
-            return reference_model.to(model.dtype).eval()
+    """The transformers reference model with our model's weights: for GPT, the OpenAI GPT class in
+    the GPT-1 layout and the GPT-2 class in the GPT-2 layout."""
+    for architecture, (model_class, family) in _FROM_REFERENCE.items():
+        if type(model).__name__ != model_class.__name__:
+            continue
+        reference_config = family.config_to_reference(model.config)
+        reference_class = getattr(transformers, architecture)
+        if reference_class.config_class.model_type != reference_config.model_type:
+            continue
+        reference_model = reference_class(reference_config)
+        state_dict = rename_state_dict(_untie(model, model.state_dict()), family.rules, True)
+        if family.fused is not None:
+            state_dict = split_projections(state_dict, *family.fused)
+        _load_strict(reference_model, state_dict)
+        return reference_model.to(model.dtype).eval()
     raise ValueError(f"no reference class for {type(model).__name__}")
 
 
@@ -333,7 +465,7 @@ def convert_folder(
         our_classes = {
             model_class.__name__: model_class for model_class, _ in _FROM_REFERENCE.values()
         }
-        name = architectures[0] if architectures else "ScratchGPTLMHeadModel"
+        name = architectures[0] if architectures else None
         if name not in our_classes:
             raise ValueError(f"cannot convert {name}; supported: {sorted(our_classes)}")
         model = our_classes[name].from_pretrained(source)
@@ -356,7 +488,7 @@ def convert_folder(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-scratch-convert",
-        description="Convert between transformers checkpoints (OpenAI GPT, GPT-2) and hf_scratch.",
+        description="Convert transformers checkpoints (GPT, GPT-2, BERT) to and from hf_scratch.",
     )
     parser.add_argument("source", help="checkpoint folder with config.json and weights")
     parser.add_argument("destination", help="folder to write the converted checkpoint to")

@@ -113,3 +113,20 @@ def _checked(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess
         f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     )
     return result
+
+
+def tiny_bert_config(**overrides):
+    from hf_scratch import ScratchBertConfig
+
+    values = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    values.update(overrides)
+    return ScratchBertConfig(**values)

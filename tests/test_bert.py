@@ -1,0 +1,196 @@
+"""BERT: parity with transformers' BERT classes through the converters, sparse MLM prediction, the
+Hugging Face contract, and bad input."""
+
+import pytest
+import torch
+from conftest import tiny_bert_config
+from transformers import (
+    AutoModelForMaskedLM,
+    BertConfig,
+    BertForMaskedLM,
+    BertForMultipleChoice,
+    BertForNextSentencePrediction,
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
+
+from hf_scratch import ScratchBertForMaskedLM, ScratchBertForPreTraining, ScratchBertModel
+from hf_scratch.convert import from_reference, to_reference
+
+SIZES = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=40,
+    num_labels=3,
+)
+
+
+def _reference(model_class, implementation="sdpa"):
+    torch.manual_seed(0)
+    sizes = {**SIZES, "num_labels": 2} if model_class is BertForQuestionAnswering else SIZES
+    model = model_class._from_config(BertConfig(**sizes), attn_implementation=implementation).eval()
+    with torch.no_grad():  # non-trivial LayerNorms and biases, so that a swapped one cannot pass
+        for name, parameter in model.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                parameter.normal_(1.0 if name.endswith("weight") else 0.0, 0.1)
+    return model
+
+
+def _batch(choices: int | None = None):
+    torch.manual_seed(1)
+    shape = (3, 11) if choices is None else (3, choices, 11)
+    input_ids = torch.randint(1, SIZES["vocab_size"], shape)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[..., 1, 8:] = 0
+    token_type_ids = torch.zeros_like(input_ids)
+    token_type_ids[..., 5:] = 1
+    return dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+
+
+HEADS = [
+    (BertModel, None, ["last_hidden_state", "pooler_output"]),
+    (BertForPreTraining, None, ["prediction_logits", "seq_relationship_logits"]),
+    (BertForMaskedLM, None, ["logits"]),
+    (BertForNextSentencePrediction, None, ["logits"]),
+    (BertForSequenceClassification, None, ["logits"]),
+    (BertForTokenClassification, None, ["logits"]),
+    (BertForQuestionAnswering, None, ["start_logits", "end_logits"]),
+    (BertForMultipleChoice, 4, ["logits"]),
+]
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize(
+    ("reference_class", "choices", "fields"), HEADS, ids=[h[0].__name__ for h in HEADS]
+)
+def test_every_head_matches_transformers_bert(reference_class, choices, fields, implementation):
+    reference = _reference(reference_class, implementation)
+    ours = from_reference(reference)
+    ours.config._attn_implementation = implementation
+    batch = _batch(choices)
+    with torch.no_grad():
+        expected = reference(**batch)
+        output = ours(**batch)
+    for field in fields:
+        torch.testing.assert_close(
+            getattr(output, field), getattr(expected, field), atol=1e-5, rtol=1e-5
+        )
+    back = to_reference(ours)
+    assert type(back) is reference_class
+    for name, tensor in back.state_dict().items():
+        assert torch.equal(tensor, reference.state_dict()[name]), name
+
+
+def test_losses_match_transformers_bert():
+    batch = _batch()
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, [2, 6]] = batch["input_ids"][:, [2, 6]]
+    cases = [
+        (BertForPreTraining, dict(labels=labels, next_sentence_label=torch.tensor([0, 1, 0]))),
+        (BertForMaskedLM, dict(labels=labels)),
+        (BertForNextSentencePrediction, dict(labels=torch.tensor([1, 0, 0]))),
+        (BertForSequenceClassification, dict(labels=torch.tensor([2, 0, 1]))),
+        (BertForTokenClassification, dict(labels=labels.clamp(-100, 2))),
+        (
+            BertForQuestionAnswering,
+            dict(start_positions=torch.tensor([1, 3, 40]), end_positions=torch.tensor([2, 9, 4])),
+        ),
+    ]
+    for reference_class, targets in cases:
+        reference = _reference(reference_class)
+        ours = from_reference(reference)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                ours(**batch, **targets).loss,
+                reference(**batch, **targets).loss,
+                atol=1e-5,
+                rtol=1e-5,
+            )
+
+
+def test_pretraining_loss_is_the_sum_of_its_parts():
+    model = ScratchBertForPreTraining(tiny_bert_config()).eval()
+    batch = _batch()
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, 3] = 7
+    output = model(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 1]))
+    torch.testing.assert_close(output.loss, output.mlm_loss + output.nsp_loss)
+
+
+@pytest.mark.parametrize("model_class", [ScratchBertForPreTraining, ScratchBertForMaskedLM])
+def test_sparse_prediction_gives_the_same_loss_and_gradients(model_class):
+    torch.manual_seed(0)
+    dense = model_class(tiny_bert_config())
+    sparse = model_class(tiny_bert_config(sparse_prediction=True))
+    sparse.load_state_dict(dense.state_dict())
+    batch = _batch()
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[0, [1, 4]] = 5
+    labels[2, 9] = 11
+    outputs = {}
+    for name, model in (("dense", dense), ("sparse", sparse)):
+        outputs[name] = model(**batch, labels=labels)
+        outputs[name].loss.backward()
+    torch.testing.assert_close(outputs["sparse"].loss, outputs["dense"].loss)
+    logits_name = "prediction_logits" if model_class is ScratchBertForPreTraining else "logits"
+    sparse_logits = getattr(outputs["sparse"], logits_name)
+    dense_logits = getattr(outputs["dense"], logits_name)
+    assert sparse_logits.shape == (3, 99) and dense_logits.shape == (3, 11, 99)
+    torch.testing.assert_close(sparse_logits, dense_logits[labels != -100])
+    for (name, p), q in zip(dense.named_parameters(), sparse.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_bad_input_raises_value_errors():
+    model = ScratchBertModel(tiny_bert_config()).eval()
+    with pytest.raises(
+        ValueError, match=r"input_ids contains 99, outside the valid range \[0, 99\)"
+    ):
+        model(torch.tensor([[1, 99]]))
+    with pytest.raises(
+        ValueError, match=r"token_type_ids contains 2, outside the valid range \[0, 2\)"
+    ):
+        model(torch.tensor([[1, 2]]), token_type_ids=torch.tensor([[0, 2]]))
+    with pytest.raises(
+        ValueError, match=r"length 41 is longer than max_position_embeddings \(40\)"
+    ):
+        model(torch.ones(1, 41, dtype=torch.long))
+    with pytest.raises(
+        ValueError, match=r"attention_mask has shape \(1, 3\), expected .* \(1, 4\)"
+    ):
+        model(torch.ones(1, 4, dtype=torch.long), attention_mask=torch.ones(1, 3))
+    with pytest.raises(
+        ValueError, match=r"hidden_size \(30\) must be divisible by num_attention_heads \(4\)"
+    ):
+        tiny_bert_config(hidden_size=30)
+
+
+def test_padding_does_not_change_real_positions():
+    model = ScratchBertModel(tiny_bert_config()).eval()
+    input_ids = torch.randint(1, 99, (1, 6))
+    padded = torch.cat([input_ids, torch.zeros(1, 3, dtype=torch.long)], dim=1)
+    mask = torch.tensor([[1] * 6 + [0] * 3])
+    torch.testing.assert_close(
+        model(padded, attention_mask=mask).last_hidden_state[:, :6],
+        model(input_ids).last_hidden_state,
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_save_reload_keeps_the_tied_decoder(tmp_path):
+    model = ScratchBertForMaskedLM(tiny_bert_config()).eval()
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    assert reloaded.mlm_head.decoder.weight is reloaded.bert.embeddings.word_embeddings.weight
+    input_ids = torch.randint(0, 99, (2, 7))
+    torch.testing.assert_close(reloaded(input_ids).logits, model(input_ids).logits)
+    model.resize_token_embeddings(104)
+    assert model.mlm_head.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    assert model(torch.tensor([[103]])).logits.shape == (1, 1, 104)
