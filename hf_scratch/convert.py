@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from safetensors.torch import load_file
 from transformers import BertConfig, GPT2Config, OpenAIGPTConfig, PreTrainedModel
 
 from .configuration_bert import ScratchBertConfig
@@ -198,12 +199,10 @@ def split_projections(
     return result
 
 
-def rename_state_dict(
-    state_dict: dict[str, torch.Tensor], rules: list[Rule], to_reference: bool = False
-) -> dict[str, torch.Tensor]:
-    """Rename (and transpose where the rule says) every tensor, reference -> ours, or ours ->
-    reference with `to_reference=True`. Raises ValueError listing the tensors that no rule
-    covers."""
+def _rename(
+    state_dict: dict[str, torch.Tensor], rules: list[Rule], to_reference: bool
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The renamed (and, where the rule says, transposed) tensors, and the names no rule covers."""
     converted, unplaced = {}, []
     for name, tensor in state_dict.items():
         if not to_reference and _IGNORED_REFERENCE_KEYS.fullmatch(name):
@@ -220,6 +219,15 @@ def rename_state_dict(
                 break
         else:
             unplaced.append(name)
+    return converted, unplaced
+
+
+def rename_state_dict(
+    state_dict: dict[str, torch.Tensor], rules: list[Rule], to_reference: bool = False
+) -> dict[str, torch.Tensor]:
+    """Rename every tensor, reference -> ours, or ours -> reference with `to_reference=True`.
+    Raises ValueError listing the tensors that no rule covers."""
+    converted, unplaced = _rename(state_dict, rules, to_reference)
     if unplaced:
         raise ValueError(f"no conversion rule for these tensors: {unplaced}")
     return converted
@@ -426,6 +434,53 @@ def to_reference(model: PreTrainedModel) -> PreTrainedModel:
         _load_strict(reference_model, state_dict)
         return reference_model.to(model.dtype).eval()
     raise ValueError(f"no reference class for {type(model).__name__}")
+
+
+@dataclass
+class LoadReport:
+    """What a checkpoint held that the model did not use."""
+
+    unexpected: list[str]
+
+
+_LEGACY_LAYER_NORM = re.compile(r"(.*LayerNorm)\.(gamma|beta)")
+
+
+def load_bert_checkpoint(folder: str | Path) -> tuple[ScratchBertModel, LoadReport]:
+    """A published BERT checkpoint folder (config.json + model.safetensors, e.g. `BertModel` or
+    `BertForPreTraining` weights) read straight into `ScratchBertModel`, without transformers' BERT
+    classes.
+
+    Old TensorFlow-era names (`LayerNorm.gamma` / `LayerNorm.beta`) are accepted. Tensors of heads
+    the base model does not have (`cls.*`) are returned in the report as unexpected. A tensor the
+    model needs and the file lacks, or one of the wrong shape, raises a ValueError naming the file
+    and the tensors: nothing is left randomly initialised. Pickle weights (`pytorch_model.bin`) are
+    refused; convert them with transformers first.
+    """
+    folder = Path(folder)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        found = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+        raise ValueError(
+            f"{weights} not found (the folder holds {found}); only safetensors are read"
+        )
+    config = bert_config_from_reference(BertConfig.from_pretrained(folder))
+    state_dict = {}
+    for name, tensor in load_file(weights).items():
+        name = _LEGACY_LAYER_NORM.sub(
+            lambda m: f"{m[1]}.{'weight' if m[2] == 'gamma' else 'bias'}", name
+        )
+        state_dict[name.removeprefix("bert.")] = tensor
+    encoder_parts = ("embeddings.", "encoder.", "pooler.")
+    heads = [name for name in state_dict if not name.startswith(encoder_parts)]
+    encoder = {name: tensor for name, tensor in state_dict.items() if name not in heads}
+    converted, unplaced = _rename(fuse_projections(encoder, *BERT_QKV), BERT.rules, False)
+    model = ScratchBertModel(config)
+    try:
+        _load_strict(model, converted)
+    except ValueError as error:
+        raise ValueError(f"{weights}: {error}") from None
+    return model.eval(), LoadReport(unexpected=sorted(heads + unplaced))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -194,3 +194,60 @@ def test_save_reload_keeps_the_tied_decoder(tmp_path):
     model.resize_token_embeddings(104)
     assert model.mlm_head.decoder.weight is model.bert.embeddings.word_embeddings.weight
     assert model(torch.tensor([[103]])).logits.shape == (1, 1, 104)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading published checkpoint folders directly
+# --------------------------------------------------------------------------------------------------
+
+
+def _write_checkpoint(folder, state_dict, config):
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    config.save_pretrained(folder)
+    save_file(
+        {name: tensor.contiguous() for name, tensor in state_dict.items()},
+        folder / "model.safetensors",
+    )
+
+
+def test_published_checkpoint_folders_load_with_legacy_names_and_a_report(tmp_path):
+    from hf_scratch.convert import load_bert_checkpoint
+
+    reference = _reference(BertForPreTraining)
+    state_dict = {
+        name.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+            "LayerNorm.bias", "LayerNorm.beta"
+        ): t
+        for name, t in reference.state_dict().items()
+        if not name.startswith("cls.predictions.decoder.")  # aliases of tied tensors
+    }
+    _write_checkpoint(tmp_path / "pretraining", state_dict, reference.config)
+    model, report = load_bert_checkpoint(tmp_path / "pretraining")
+    assert "cls.seq_relationship.weight" in report.unexpected
+    assert not any(name.startswith("bert.") for name in report.unexpected)
+    batch = _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(**batch).last_hidden_state,
+            reference.bert(**batch).last_hidden_state,
+            atol=1e-5,
+            rtol=1e-5,
+        )
+
+    base = {
+        k.removeprefix("bert."): t
+        for k, t in reference.state_dict().items()
+        if k.startswith("bert.")
+    }
+    del base["encoder.layer.1.output.dense.bias"]
+    _write_checkpoint(tmp_path / "broken", base, reference.config)
+    with pytest.raises(
+        ValueError, match=r"broken/model.safetensors.*missing \['layers.1.feed_forward.fc2.bias'\]"
+    ):
+        load_bert_checkpoint(tmp_path / "broken")
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="only safetensors"):
+        load_bert_checkpoint(tmp_path / "pickled")
