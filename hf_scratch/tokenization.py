@@ -3,7 +3,15 @@ library."""
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import PreTrainedTokenizerFast
 
 END_OF_TEXT = "<|endoftext|>"
@@ -30,4 +38,42 @@ def train_byte_level_bpe(
         eos_token=END_OF_TEXT,
         pad_token=END_OF_TEXT,
         unk_token=END_OF_TEXT,
+    )
+
+
+BERT_SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
+
+
+def train_wordpiece(
+    texts: Iterable[str], vocab_size: int, lowercase: bool = True, show_progress: bool = True
+) -> PreTrainedTokenizerFast:
+    """A WordPiece tokenizer as BERT's (Wu et al. 2016): BERT's normalisation (lower-casing, accents
+    stripped) and pre-tokenisation, continuation pieces prefixed "##", and the special tokens [PAD]
+    (id 0), [UNK], [CLS], [SEP], [MASK]; encoding a pair gives [CLS] A [SEP] B [SEP] with token type
+    ids 0 / 1."""
+    specials = list(BERT_SPECIAL_TOKENS.values())
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=show_progress
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        **BERT_SPECIAL_TOKENS,
     )

@@ -251,3 +251,100 @@ def test_published_checkpoint_folders_load_with_legacy_names_and_a_report(tmp_pa
     (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(ValueError, match="only safetensors"):
         load_bert_checkpoint(tmp_path / "pickled")
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+TINY_OVERRIDES = "num_hidden_layers=2,hidden_size=64,num_attention_heads=2,intermediate_size=128"
+
+
+@pytest.mark.slow
+def test_pretraining_example_learns_and_saves_a_shareable_folder(tmp_path):
+    import json
+
+    from conftest import run_example, run_without_hf_scratch
+
+    run_example(
+        "pretrain_bert.py",
+        "--config_overrides", TINY_OVERRIDES,
+        "--tokenizer_vocab_size", "1000",
+        "--max_seq_length", "64",
+        "--max_steps", "80",
+        "--learning_rate", "2e-3",
+        "--logging_steps", "5",
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--output_dir", str(tmp_path),
+        cwd=tmp_path,
+    )  # fmt: skip
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5, losses
+    metrics = json.loads((tmp_path / "eval_results.json").read_text())
+    assert metrics["eval_mlm_perplexity"] < 1000 and 0 <= metrics["eval_nsp_accuracy"] <= 1
+    assert json.loads((tmp_path / "config.json").read_text())["sparse_prediction"] is True
+    result = run_without_hf_scratch(
+        f"""
+        import transformers
+        folder = {str(tmp_path)!r}
+        for name in ["AutoModel", "AutoModelForPreTraining", "AutoModelForMaskedLM",
+                     "AutoModelForSequenceClassification", "AutoModelForQuestionAnswering"]:
+            model = getattr(transformers, name).from_pretrained(folder, trust_remote_code=True)
+            print("loaded", name, type(model).__name__)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        model = transformers.AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)
+        inputs = tokenizer("the return value is [MASK].", return_tensors="pt")
+        print("logits", tuple(model(**inputs).logits.shape))
+        """,
+        cwd=tmp_path,
+    )
+    assert result.stdout.count("loaded") == 5 and "logits (1, " in result.stdout
+
+
+@pytest.mark.parametrize("model_class", [ScratchBertForMaskedLM, ScratchBertForPreTraining])
+def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path, model_class):
+    from transformers import Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    dataset = []
+    # MaskedLM: different numbers of masked positions per row, exact through num_items_in_batch.
+    # PreTraining averages its two mean losses over micro-batches (accepts_loss_kwargs = False),
+    # which equals one large batch when the micro-batches hold equally many masked positions.
+    counts = (1, 5, 2, 7, 3, 1, 4, 6) if model_class is ScratchBertForMaskedLM else (3,) * 8
+    for count in counts:
+        input_ids = torch.randint(5, 99, (12,))
+        labels = torch.full_like(input_ids, -100)
+        labels[:count] = input_ids[:count]
+        row = {"input_ids": input_ids, "labels": labels}
+        if model_class is ScratchBertForPreTraining:
+            row["next_sentence_label"] = torch.tensor(count % 2)
+        dataset.append(row)
+    initial = model_class(tiny_bert_config()).state_dict()
+    updates = {}
+    for batch_size, accumulation in [(8, 1), (2, 4)]:
+        model = model_class(tiny_bert_config())
+        model.load_state_dict(initial)
+        arguments = TrainingArguments(
+            output_dir=str(tmp_path / str(accumulation)),
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            learning_rate=0.5,
+            optim="sgd",
+            lr_scheduler_type="constant",
+            report_to="none",
+            save_strategy="no",
+            logging_strategy="no",
+            use_cpu=True,
+            disable_tqdm=True,
+        )
+        Trainer(model=model, args=arguments, train_dataset=dataset).train()
+        updates[accumulation] = model.state_dict()
+    changed = False
+    for name, value in updates[1].items():
+        torch.testing.assert_close(updates[4][name], value, atol=1e-6, rtol=1e-5, msg=name)
+        changed |= not torch.equal(value, initial[name])
+    assert changed

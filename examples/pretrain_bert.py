@@ -1,0 +1,238 @@
+"""Pre-train BERT on masked LM + next sentence prediction (Devlin et al. 2019, §3.1).
+
+    python examples/pretrain_bert.py                                  # embedded corpus, offline
+    python examples/pretrain_bert.py --train_file ../shared/data/wikitext-2/test.txt \
+        --validation_file ../shared/data/wikitext-2/valid.txt --config_name configuration/bert-mini
+    accelerate launch examples/pretrain_bert.py --dataset_name wikitext \
+        --dataset_config_name wikitext-103-raw-v1 --config_name configuration/bert-base
+
+Documents (rows of the data; with no data argument, the text of Python's documentation shipped with
+Python) are split into segments (lines, sentences) and tokenized with the given tokenizer or a
+WordPiece tokenizer trained here; `NextSentencePairs` packs them into [CLS] A [SEP] B [SEP] pairs
+(50% IsNext, 50% a random other document); the collator masks 15% of the tokens (80% [MASK], 10%
+random, 10% unchanged; `--whole_word_mask` for whole words). The model trains on MLM + NSP with
+sparse MLM prediction (only masked positions are projected to the vocabulary), and the held-out
+split reports MLM accuracy, NSP accuracy and MLM perplexity. Model and tokenizer are saved with
+`save_pretrained`, with the model's source files, so the folder loads with
+`AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True)` without hf_scratch.
+"""
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForPreTraining,
+    AutoTokenizer,
+    DataCollatorForLanguageModeling,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
+from hf_scratch.data import (
+    NextSentencePairs,
+    WholeWordMaskCollator,
+    load_text_datasets,
+    split_segments,
+)
+from hf_scratch.tokenization import train_wordpiece
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ModelArguments:
+    config_name: str = field(
+        default=str(REPO / "configuration" / "bert-mini"),
+        metadata={"help": "folder (or hub id) of the model config to train from scratch"},
+    )
+    model_name_or_path: str | None = field(default=None, metadata={"help": "continue training"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "e.g. 'num_hidden_layers=2,hidden_size=64'"}
+    )
+    tokenizer_name: str | None = field(default=None)
+    tokenizer_vocab_size: int = field(default=8000)
+    sparse_prediction: bool = field(
+        default=True, metadata={"help": "project only masked positions to the vocabulary"}
+    )
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={"help": ".txt, .json(l) or .csv"})
+    validation_file: str | None = field(default=None)
+    dataset_name: str | None = field(default=None)
+    dataset_config_name: str | None = field(default=None)
+    text_column: str = field(default="text")
+    max_seq_length: int = field(default=128)
+    short_seq_prob: float = field(default=0.1)
+    mlm_probability: float = field(default=0.15)
+    whole_word_mask: bool = field(default=False)
+    validation_split_percentage: int = field(default=5)
+    preprocessing_num_workers: int | None = field(default=None)
+
+
+DEFAULT_ARGUMENTS = [
+    "--output_dir", "outputs/bert-pydoc",
+    "--num_train_epochs", "8",
+    "--per_device_train_batch_size", "32",
+    "--per_device_eval_batch_size", "32",
+    "--learning_rate", "5e-4",
+    "--warmup_steps", "0.06",
+    "--weight_decay", "0.01",
+    "--logging_steps", "20",
+    "--eval_strategy", "epoch",
+    "--save_strategy", "epoch",
+    "--save_total_limit", "1",
+    "--report_to", "none",
+    "--seed", "0",
+]  # fmt: skip
+
+
+def keep_predictions(logits, labels):
+    """Per batch, keep only what the metrics need, shaped per example (the Trainer trims the last
+    batch by its first dimension): the predicted token and its negative log-likelihood at each
+    masked position, (B, T) with -100 elsewhere, and the predicted NSP class, (B,)."""
+    prediction_logits, seq_relationship_logits = logits
+    mlm_labels = labels[0]
+    masked = mlm_labels != -100
+    if prediction_logits.dim() == 3:  # dense prediction: select the masked positions
+        prediction_logits = prediction_logits[masked]
+    predicted = torch.full_like(mlm_labels, -100)
+    predicted[masked] = prediction_logits.argmax(-1)
+    negative_log_likelihood = torch.full(mlm_labels.shape, -100.0, device=mlm_labels.device)
+    negative_log_likelihood[masked] = torch.nn.functional.cross_entropy(
+        prediction_logits.float(), mlm_labels[masked], reduction="none"
+    )
+    return predicted, negative_log_likelihood, seq_relationship_logits.argmax(-1)
+
+
+def compute_metrics(prediction) -> dict[str, float]:
+    predicted, negative_log_likelihood, nsp_predictions = prediction.predictions
+    mlm_labels, nsp_labels = prediction.label_ids
+    masked = mlm_labels != -100
+    return {
+        "mlm_accuracy": float((predicted[masked] == mlm_labels[masked]).mean()),
+        "mlm_perplexity": math.exp(float(np.mean(negative_log_likelihood[masked]))),
+        "nsp_accuracy": float((nsp_predictions == nsp_labels).mean()),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(
+        args=DEFAULT_ARGUMENTS + (sys.argv[1:] if argv is None else argv)
+    )
+    set_seed(training_args.seed)
+    raw = load_text_datasets(
+        data_args.train_file,
+        data_args.validation_file,
+        data_args.dataset_name,
+        data_args.dataset_config_name,
+        data_args.validation_split_percentage,
+        seed=training_args.seed,
+    )
+    column = data_args.text_column
+
+    if model_args.tokenizer_name or model_args.model_name_or_path:
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_args.tokenizer_name or model_args.model_name_or_path
+        )
+    else:
+        saved = Path(training_args.output_dir) / "tokenizer"
+        with training_args.main_process_first(desc="training the tokenizer"):
+            if not (saved / "tokenizer.json").exists():
+                train_wordpiece(
+                    raw["train"][column], model_args.tokenizer_vocab_size
+                ).save_pretrained(saved)
+            tokenizer = AutoTokenizer.from_pretrained(saved)
+
+    def tokenize_segments(batch):
+        segments = [split_segments(document) for document in batch[column]]
+        flat = tokenizer([s for doc in segments for s in doc], add_special_tokens=False)[
+            "input_ids"
+        ]
+        grouped, start = [], 0
+        for doc in segments:
+            grouped.append(flat[start : start + len(doc)])
+            start += len(doc)
+        return {"segments": grouped}
+
+    with training_args.main_process_first(desc="building sentence pairs"):
+        documents = raw.map(
+            tokenize_segments,
+            batched=True,
+            remove_columns=raw["train"].column_names,
+            num_proc=data_args.preprocessing_num_workers,
+            desc="tokenizing documents",
+        )
+        pairs = {
+            split: documents[split].map(
+                NextSentencePairs(
+                    documents[split],
+                    tokenizer.cls_token_id,
+                    tokenizer.sep_token_id,
+                    max_seq_length=data_args.max_seq_length,
+                    short_seq_prob=data_args.short_seq_prob,
+                    seed=training_args.seed,
+                ),
+                batched=True,
+                with_indices=True,
+                remove_columns=["segments"],
+                num_proc=data_args.preprocessing_num_workers,
+                desc=f"{split}: next-sentence pairs",
+            )
+            for split in ("train", "validation")
+        }
+    print(f"{len(pairs['train'])} training and {len(pairs['validation'])} validation pairs")
+
+    if model_args.model_name_or_path:
+        model = AutoModelForPreTraining.from_pretrained(
+            model_args.model_name_or_path,
+            trust_remote_code=True,
+            sparse_prediction=model_args.sparse_prediction,
+        )
+    else:
+        config = AutoConfig.from_pretrained(model_args.config_name, trust_remote_code=True)
+        if model_args.config_overrides:
+            config.update_from_string(model_args.config_overrides)
+        config.vocab_size = len(tokenizer)
+        config.pad_token_id = tokenizer.pad_token_id
+        config.sparse_prediction = model_args.sparse_prediction
+        config.validate_architecture()
+        model = AutoModelForPreTraining.from_config(config, trust_remote_code=True)
+
+    collator_class = (
+        WholeWordMaskCollator if data_args.whole_word_mask else DataCollatorForLanguageModeling
+    )
+    collator = collator_class(
+        tokenizer, mlm_probability=data_args.mlm_probability, seed=training_args.seed
+    )
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=pairs["train"],
+        eval_dataset=pairs["validation"],
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=keep_predictions,
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    metrics = trainer.evaluate()
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+    trainer.save_model()
+    trainer.save_state()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
