@@ -18,8 +18,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from datasets import load_dataset
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -32,6 +30,8 @@ from transformers import (
 
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch import GPTTaskInputs
+from hf_scratch.data import load_table
+from hf_scratch.metrics import classification_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "glue" / "SST-2"
@@ -69,35 +69,13 @@ DEFAULT_ARGUMENTS = [
 ]  # fmt: skip
 
 
-def load_split(path: str):
-    suffix = Path(path).suffix
-    if suffix == ".tsv":
-        return load_dataset("csv", data_files=path, delimiter="\t", quoting=3)["train"]
-    loader = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
-    if loader is None:
-        raise ValueError(f"unsupported file type {path!r}: use .tsv, .csv or .json(l)")
-    return load_dataset(loader, data_files=path)["train"]
-
-
-def compute_metrics(prediction) -> dict[str, float]:
-    predicted = np.argmax(prediction.predictions, axis=-1)
-    labels = prediction.label_ids
-    metrics = {"accuracy": float((predicted == labels).mean())}
-    if prediction.predictions.shape[-1] == 2:
-        true_positive = float(((predicted == 1) & (labels == 1)).sum())
-        precision = true_positive / max(float((predicted == 1).sum()), 1.0)
-        recall = true_positive / max(float((labels == 1).sum()), 1.0)
-        metrics["f1"] = 2 * precision * recall / max(precision + recall, 1e-12)
-    return metrics
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = HfArgumentParser((Arguments, TrainingArguments))
     args, training_args = parser.parse_args_into_dataclasses(
         args=DEFAULT_ARGUMENTS + (sys.argv[1:] if argv is None else argv)
     )
     set_seed(training_args.seed)
-    train, validation = load_split(args.train_file), load_split(args.validation_file)
+    train, validation = load_table(args.train_file), load_table(args.validation_file)
     if args.max_train_samples is not None:
         train = train.shuffle(seed=training_args.seed).select(
             range(min(args.max_train_samples, len(train)))
@@ -142,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         eval_dataset=validation,
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=compute_metrics,
+        compute_metrics=classification_metrics,
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     metrics = trainer.evaluate()

@@ -253,3 +253,17 @@ class WholeWordMaskCollator(DataCollatorForLanguageModeling):
             len(self.tokenizer), inputs.shape, generator=self.generator
         )[randomise]
         return inputs, labels
+
+
+def load_table(path: str) -> Dataset:
+    """One split of a labelled dataset from a file: GLUE-style .tsv (a header row; a UTF-8
+    byte-order mark, as MRPC's files have, is skipped), .csv, or .json / .jsonl."""
+    suffix = Path(path).suffix
+    if suffix == ".tsv":
+        return load_dataset(
+            "csv", data_files=path, delimiter="\t", quoting=3, encoding="utf-8-sig"
+        )["train"]
+    loader = {".csv": "csv", ".json": "json", ".jsonl": "json"}.get(suffix)
+    if loader is None:
+        raise ValueError(f"unsupported file type {path!r}: use .tsv, .csv or .json(l)")
+    return load_dataset(loader, data_files=path)["train"]

@@ -1,6 +1,8 @@
 """BERT: parity with transformers' BERT classes through the converters, sparse MLM prediction, the
 Hugging Face contract, and bad input."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import tiny_bert_config
@@ -19,6 +21,8 @@ from transformers import (
 
 from hf_scratch import ScratchBertForMaskedLM, ScratchBertForPreTraining, ScratchBertModel
 from hf_scratch.convert import from_reference, to_reference
+
+GLUE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 
 SIZES = dict(
     vocab_size=99,
@@ -348,3 +352,37 @@ def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path, mod
         torch.testing.assert_close(updates[4][name], value, atol=1e-6, rtol=1e-5, msg=name)
         changed |= not torch.equal(value, initial[name])
     assert changed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["SST-2", "MRPC"])
+def test_fine_tuning_example_on_glue(tmp_path, task):
+    import json
+
+    from conftest import run_example
+
+    from hf_scratch.tokenization import train_wordpiece
+
+    pretrained = tmp_path / "pretrained"
+    texts = [line for line in (GLUE_DIR / task / "train.tsv").read_text().splitlines()[:2000]]
+    train_wordpiece(texts, 600, show_progress=False).save_pretrained(pretrained)
+    config = tiny_bert_config(vocab_size=600, max_position_embeddings=128)
+    ScratchBertForPreTraining(config).save_pretrained(pretrained)
+    run_example(
+        "finetune_bert.py",
+        "--model_name_or_path", str(pretrained),
+        "--task", task,
+        "--max_train_samples", "64",
+        "--max_eval_samples", "64",
+        "--num_train_epochs", "5",
+        "--per_device_train_batch_size", "8",
+        "--learning_rate", "1e-3",
+        "--logging_steps", "4",
+        "--output_dir", str(tmp_path / "out"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    metrics = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert 0 <= metrics["eval_accuracy"] <= 1 and 0 <= metrics["eval_f1"] <= 1
