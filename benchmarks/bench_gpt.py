@@ -17,11 +17,16 @@ reported (fp32, CPU). Ratios are ours/reference in throughput (> 1: ours is fast
 """
 
 import argparse
-import ctypes
-import gc
 
 import torch
-from common import interleaved_medians, matmul_peak_gflops, print_table
+from common import (
+    interleaved_medians,
+    matmul_peak_gflops,
+    mfu,
+    print_table,
+    step_peak_memory_mib,
+    training_step,
+)
 from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTConfig, OpenAIGPTLMHeadModel
 
 from hf_scratch.convert import from_reference
@@ -50,48 +55,6 @@ def forward_flops(config, batch: int, length: int) -> float:
     return projections + attention
 
 
-# -- memory (Linux): the peak resident set since the last reset, /proc/self/status VmHWM
-# ------------
-
-_LIBC = ctypes.CDLL("libc.so.6")
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def step_peak_memory_mib(step) -> float:
-    """Peak resident memory that one call of `step` adds over the resident memory before it."""
-    gc.collect()
-    _LIBC.malloc_trim(0)  # return freed memory to the system, so the baseline is what is live
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # reset VmHWM to the current resident size
-    before = _status_kib("VmRSS:")
-    step()
-    return (_status_kib("VmHWM:") - before) / 1024
-
-
-def mfu(flops: float, times: dict[str, float], peak: float) -> str:
-    """Model FLOPs utilization of the reference and of ours, against the matmul peak."""
-    return " / ".join(f"{flops / times[name] / 1e9 / peak:.0%}" for name in ("reference", "ours"))
-
-
-def training_step(model, input_ids):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step():
-        loss = model(input_ids, labels=input_ids).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
-
-
 def bench_training(peak: float, repeats: int) -> list[list]:
     rows = []
     for kind in ("openai-gpt", "gpt2"):
@@ -100,9 +63,10 @@ def bench_training(peak: float, repeats: int) -> list[list]:
         reference.train()
         torch.manual_seed(1)
         input_ids = torch.randint(0, reference.config.vocab_size, (8, 128))
+        batch = {"input_ids": input_ids, "labels": input_ids}
         steps = {
-            "ours": training_step(ours, input_ids),
-            "reference": training_step(reference, input_ids),
+            "ours": training_step(ours, batch),
+            "reference": training_step(reference, batch),
         }
         times = interleaved_medians(steps, repeats=repeats, warmup=2)
         memory = {name: [] for name in steps}

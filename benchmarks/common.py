@@ -1,7 +1,9 @@
 """Shared measuring tools for the benchmarks: interleaved timing with medians, the machine's matmul
-peak, and a plain-text table. The machines are shared and noisy, so every comparison runs its
-candidates in turn, many times, and reports medians."""
+peak, training steps and their peak memory, and a plain-text table. The machines are shared and
+noisy, so every comparison runs its candidates in turn, many times, and reports medians."""
 
+import ctypes
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -65,3 +67,46 @@ def print_table(header: list[str], rows: list[list[object]]) -> None:
     ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print("\n".join(lines), flush=True)
+
+
+# -- memory (Linux): the peak resident set since the last reset, /proc/self/status VmHWM
+# ------------
+
+_LIBC = ctypes.CDLL("libc.so.6")
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def step_peak_memory_mib(step) -> float:
+    """Peak resident memory that one call of `step` adds over the resident memory before it."""
+    gc.collect()
+    _LIBC.malloc_trim(0)  # return freed memory to the system, so the baseline is what is live
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # reset VmHWM to the current resident size
+    before = _status_kib("VmRSS:")
+    step()
+    return (_status_kib("VmHWM:") - before) / 1024
+
+
+def mfu(flops: float, times: dict[str, float], peak: float) -> str:
+    """Model FLOPs utilization of the reference and of ours, against the matmul peak."""
+    return " / ".join(f"{flops / times[name] / 1e9 / peak:.0%}" for name in ("reference", "ours"))
+
+
+def training_step(model, batch: dict[str, torch.Tensor]):
+    """One training step as a callable: forward with `batch`, backward, AdamW step."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step

@@ -53,12 +53,19 @@ class _CrossEntropySum(torch.autograd.Function):
         N, V = logits.shape
         grad_logits = torch.empty_like(logits)
         row_scale = valid.float() * grad_output  # (N,): 0 on unlabelled rows
+        in_place = logits.dtype == torch.float32  # softmax(z) straight into the gradient's rows
         for rows in _row_blocks(N, V):
-            probabilities = (logits[rows].float() - lse[rows, None]).exp_()  # softmax(z): (n, V)
+            if in_place:
+                probabilities = torch.sub(logits[rows], lse[rows, None], out=grad_logits[rows])
+            else:
+                probabilities = logits[rows].float() - lse[rows, None]
+            probabilities.exp_()  # softmax(z): (n, V)
             if eps > 0:
                 probabilities.sub_(eps / V)
             probabilities[torch.arange(probabilities.shape[0]), labels[rows]] -= 1.0 - eps
-            grad_logits[rows] = probabilities.mul_(row_scale[rows, None])
+            probabilities.mul_(row_scale[rows, None])
+            if not in_place:
+                grad_logits[rows] = probabilities
         return grad_logits, None, None, None
 
 

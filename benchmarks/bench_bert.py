@@ -1,0 +1,183 @@
+"""BERT: hf_scratch against transformers' BertForPreTraining (sdpa), same weights.
+
+    python benchmarks/bench_bert.py [--quick]
+
+Ours is converted from the reference with `hf_scratch.convert.from_reference`; repetitions are
+interleaved and medians reported (fp32, CPU). Ratios are ours/reference in throughput (> 1: ours is
+faster) and in memory (< 1: ours uses less; the peak resident memory a step adds, see bench_gpt.py).
+- Pre-training step (MLM + NSP, backward, AdamW) with 15% of the tokens masked, on the small config
+  (4 layers, hidden 256, 4 heads, sequence 128, batch 8) and at BERT-base size (batch 8), with
+  sparse MLM prediction on and off.
+- Inference forward (the encoder and both heads, no labels) at both sizes.
+- A batch with 50% padding (half of each row padded), against the same tokens packed unpadded,
+  to show what padding costs.
+"""
+
+import argparse
+
+import torch
+from common import (
+    interleaved_medians,
+    matmul_peak_gflops,
+    mfu,
+    print_table,
+    step_peak_memory_mib,
+    training_step,
+)
+from transformers import BertConfig, BertForPreTraining
+
+from hf_scratch.convert import from_reference
+
+SMALL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
+BASE = dict()  # BertConfig's defaults are BERT-base
+
+
+def pair(sizes: dict, sparse: bool):
+    torch.manual_seed(0)
+    reference = BertForPreTraining._from_config(BertConfig(**sizes), attn_implementation="sdpa")
+    ours = from_reference(reference)
+    ours.config.sparse_prediction = sparse
+    return ours.train(), reference.train()
+
+
+def pretraining_batch(vocab_size: int, batch: int = 8, length: int = 128, padded: bool = False):
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(5, vocab_size, (batch, length), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    if padded:
+        attention_mask[:, length // 2 :] = 0
+    masked = (torch.rand(input_ids.shape, generator=generator) < 0.15) & attention_mask.bool()
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "token_type_ids": (torch.arange(length) >= length // 4).long().expand(batch, length),
+        "labels": torch.where(masked, input_ids, -100),
+        "next_sentence_label": torch.randint(0, 2, (batch,), generator=generator),
+    }
+
+
+def forward_flops(config, batch: int, length: int, predicted_rows: int) -> float:
+    """Matmul FLOPs of a forward pass: projections, attention, the MLM transform and vocabulary
+    projection over `predicted_rows` positions (all of them when dense)."""
+    C, F, L, V = (
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_hidden_layers,
+        config.vocab_size,
+    )
+    tokens = batch * length
+    encoder = 2 * tokens * L * (4 * C * C + 2 * C * F) + 2 * 2 * batch * L * length * length * C
+    return encoder + 2 * predicted_rows * (C * C + C * V)
+
+
+def bench_pretraining(peak: float, repeats: int) -> list[list]:
+    rows = []
+    for label, sizes in (("small", SMALL), ("BERT-base", BASE)):
+        for sparse in (True, False):
+            ours, reference = pair(sizes, sparse)
+            batch = pretraining_batch(reference.config.vocab_size)
+            steps = {
+                "ours": training_step(ours, batch),
+                "reference": training_step(reference, batch),
+            }
+            times = interleaved_medians(
+                steps, repeats=repeats, warmup=1, min_seconds=0 if label != "small" else 2
+            )
+            memory = {
+                name: sorted(step_peak_memory_mib(step) for _ in range(3))[1]
+                for name, step in steps.items()
+            }
+            tokens = batch["input_ids"].numel()
+            # the reference projects every position; ours only the masked ones when sparse
+            flops = 3 * forward_flops(reference.config, 8, 128, tokens)
+            rows.append(
+                [
+                    f"pretrain step, {label}, sparse {'on' if sparse else 'off'}",
+                    tokens / times["reference"],
+                    tokens / times["ours"],
+                    times["reference"] / times["ours"],
+                    mfu(flops, times, peak),
+                    f"{memory['reference']:.0f} / {memory['ours']:.0f}",
+                    memory["ours"] / memory["reference"],
+                ]
+            )
+    return rows
+
+
+def bench_inference(repeats: int) -> list[list]:
+    rows = []
+    for label, sizes in (("small", SMALL), ("BERT-base", BASE)):
+        ours, reference = pair(sizes, sparse=False)
+        ours.eval()
+        reference.eval()
+        batch = pretraining_batch(reference.config.vocab_size)
+        inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+        with torch.no_grad():
+            times = interleaved_medians(
+                {
+                    "ours": lambda m=ours, x=inputs: m(**x),
+                    "reference": lambda m=reference, x=inputs: m(**x),
+                },
+                repeats=repeats,
+                warmup=1,
+            )
+        tokens = inputs["input_ids"].numel()
+        rows.append(
+            [
+                f"inference, {label}",
+                tokens / times["reference"],
+                tokens / times["ours"],
+                times["reference"] / times["ours"],
+                "",
+                "",
+                "",
+            ]
+        )
+    return rows
+
+
+def bench_padding(repeats: int) -> list[list]:
+    """The same real tokens as a half-padded batch of 8 x 128 and packed as 8 x 64: how much the
+    padding costs ours (the reference pays alike)."""
+    ours, _ = pair(SMALL, sparse=True)
+    padded = pretraining_batch(ours.config.vocab_size, padded=True)
+    packed = {key: value[:, :64] if value.dim() == 2 else value for key, value in padded.items()}
+    times = interleaved_medians(
+        {"padded": training_step(ours, padded), "packed": training_step(ours, packed)},
+        repeats=repeats,
+        warmup=1,
+    )
+    real_tokens = int(padded["attention_mask"].sum())
+    return [
+        [name, real_tokens / times[name], times[name] * 1e3, times[name] / times["packed"]]
+        for name in ("padded", "packed")
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 7
+    peak = matmul_peak_gflops(torch.float32)
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, fp32 matmul peak {peak:.0f} GFLOP/s\n")
+    print("tokens/s; ratio = ours/reference")
+    header = [
+        "benchmark",
+        "reference",
+        "ours",
+        "ratio",
+        "MFU ref / ours",
+        "MiB ref / ours",
+        "mem ratio",
+    ]
+    print_table(header, bench_pretraining(peak, repeats) + bench_inference(repeats))
+    print(
+        "\nours, small config, one pre-training step on the same real tokens, half-padded or packed"
+    )
+    print_table(["batch", "real tokens/s", "ms per step", "time / packed"], bench_padding(repeats))
+
+
+if __name__ == "__main__":
+    main()
