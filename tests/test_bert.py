@@ -386,3 +386,33 @@ def test_fine_tuning_example_on_glue(tmp_path, task):
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
     metrics = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     assert 0 <= metrics["eval_accuracy"] <= 1 and 0 <= metrics["eval_f1"] <= 1
+
+
+def test_attentions_hidden_states_and_checkpointing():
+    model = ScratchBertForPreTraining(tiny_bert_config())
+    batch = _batch()
+    output = model(**batch, output_attentions=True, output_hidden_states=True)
+    assert len(output.attentions) == 2 and output.attentions[0].shape == (3, 4, 11, 11)
+    assert len(output.hidden_states) == 3
+    # padding keys get no weight; the encoder is bidirectional (weights above the diagonal)
+    assert (output.attentions[0][1, :, :, 8:] == 0).all()
+    assert (output.attentions[0][0].triu(1) > 0).any()
+    labels = torch.where(batch["input_ids"] % 5 == 0, batch["input_ids"], -100)
+    nsp = torch.tensor([0, 1, 0])
+    model(**batch, labels=labels, next_sentence_label=nsp).loss.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    model(**batch, labels=labels, next_sentence_label=nsp).loss.backward()
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, expected[name], msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_finite(dtype):
+    model = ScratchBertForPreTraining(tiny_bert_config(sparse_prediction=True)).to(dtype).eval()
+    batch = _batch()
+    labels = torch.where(batch["input_ids"] % 4 == 0, batch["input_ids"], -100)
+    output = model(**batch, labels=labels, next_sentence_label=torch.tensor([0, 1, 1]))
+    assert output.prediction_logits.dtype == dtype
+    assert torch.isfinite(output.prediction_logits).all() and torch.isfinite(output.loss)
