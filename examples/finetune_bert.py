@@ -28,6 +28,7 @@ from transformers import (
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch.data import load_table
 from hf_scratch.metrics import classification_metrics
+from hf_scratch.training import train_evaluate_save
 
 GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 # task -> (text column, pair column, label column) in the GLUE .tsv files
@@ -126,12 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         compute_metrics=classification_metrics,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    metrics = trainer.evaluate()
-    trainer.log_metrics("eval", metrics)
-    trainer.save_metrics("eval", metrics)
-    trainer.save_model()
-    trainer.save_state()
+    metrics = train_evaluate_save(trainer)
     return metrics
 
 

@@ -32,6 +32,7 @@ import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the 
 from hf_scratch import GPTTaskInputs
 from hf_scratch.data import load_table
 from hf_scratch.metrics import classification_metrics
+from hf_scratch.training import train_evaluate_save
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "glue" / "SST-2"
@@ -122,12 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         compute_metrics=classification_metrics,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    metrics = trainer.evaluate()
-    trainer.log_metrics("eval", metrics)
-    trainer.save_metrics("eval", metrics)
-    trainer.save_model()
-    trainer.save_state()
+    metrics = train_evaluate_save(trainer)
     return metrics
 
 

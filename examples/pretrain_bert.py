@@ -43,6 +43,7 @@ from hf_scratch.data import (
     split_segments,
 )
 from hf_scratch.tokenization import train_wordpiece
+from hf_scratch.training import train_evaluate_save
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -225,12 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=keep_predictions,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    metrics = trainer.evaluate()
-    trainer.log_metrics("eval", metrics)
-    trainer.save_metrics("eval", metrics)
-    trainer.save_model()
-    trainer.save_state()
+    metrics = train_evaluate_save(trainer)
     return metrics
 
 

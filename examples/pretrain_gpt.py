@@ -15,7 +15,6 @@ installed). Every `TrainingArguments` option works (`--max_steps`, `--learning_r
 `--resume_from_checkpoint`, ...).
 """
 
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from transformers import (
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch.data import group_texts, load_text_datasets
 from hf_scratch.tokenization import train_byte_level_bpe
+from hf_scratch.training import train_evaluate_save
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -187,13 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=default_data_collator,
         processing_class=tokenizer,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    metrics = trainer.evaluate()
-    metrics["perplexity"] = math.exp(metrics["eval_loss"])
-    trainer.log_metrics("eval", metrics)
-    trainer.save_metrics("eval", metrics)
-    trainer.save_model()  # model (safetensors + source files) and tokenizer, in output_dir
-    trainer.save_state()  # trainer_state.json: the loss curve
+    metrics = train_evaluate_save(trainer, perplexity=True)
 
     if trainer.is_world_process_zero() and data_args.num_samples > 0:
         print_samples(trainer.model, tokenizer, data_args)

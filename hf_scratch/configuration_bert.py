@@ -3,6 +3,8 @@ Bidirectional Transformers for Language Understanding")."""
 
 from transformers import PreTrainedConfig
 
+from .validation import validate_sizes
+
 
 class ScratchBertConfig(PreTrainedConfig):
     r"""Configuration of [`ScratchBertModel`] and its heads. The defaults are BERT-base.
@@ -63,20 +65,16 @@ class ScratchBertConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         """Raise a ValueError naming the values on inconsistent sizes (run at construction)."""
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
-        for name in (
-            "vocab_size",
-            "max_position_embeddings",
-            "type_vocab_size",
-            "num_hidden_layers",
-            "intermediate_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        validate_sizes(
+            self,
+            positive=(
+                "vocab_size",
+                "max_position_embeddings",
+                "type_vocab_size",
+                "num_hidden_layers",
+                "intermediate_size",
+            ),
+        )
 
 
 __all__ = ["ScratchBertConfig"]

@@ -3,6 +3,8 @@ Pre-Training")."""
 
 from transformers import PreTrainedConfig
 
+from .validation import validate_sizes
+
 
 class ScratchGPTConfig(PreTrainedConfig):
     r"""Configuration of [`ScratchGPTModel`] and its heads. The defaults are GPT-1 (the paper's 117M
@@ -73,19 +75,15 @@ class ScratchGPTConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         """Raise a ValueError naming the values on inconsistent sizes (run at construction)."""
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
-        for name in (
-            "vocab_size",
-            "max_position_embeddings",
-            "num_hidden_layers",
-            "intermediate_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        validate_sizes(
+            self,
+            positive=(
+                "vocab_size",
+                "max_position_embeddings",
+                "num_hidden_layers",
+                "intermediate_size",
+            ),
+        )
 
 
 __all__ = ["ScratchGPTConfig"]
