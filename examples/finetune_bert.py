@@ -11,7 +11,6 @@ A pair is encoded as [CLS] A [SEP] B [SEP] with segment ids 0 / 1; the classifie
 `MRPC`, `RTE`); other data: .tsv (header row), .csv or .json(l) files with the columns named.
 """
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    HfArgumentParser,
     Trainer,
     TrainingArguments,
     set_seed,
@@ -28,7 +26,7 @@ from transformers import (
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch.data import load_table
 from hf_scratch.metrics import classification_metrics
-from hf_scratch.training import train_evaluate_save
+from hf_scratch.training import parse_arguments, train_evaluate_save
 
 GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 # task -> (text column, pair column, label column) in the GLUE .tsv files
@@ -71,10 +69,7 @@ DEFAULT_ARGUMENTS = [
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((Arguments, TrainingArguments))
-    args, training_args = parser.parse_args_into_dataclasses(
-        args=DEFAULT_ARGUMENTS + (sys.argv[1:] if argv is None else argv)
-    )
+    args, training_args = parse_arguments((Arguments, TrainingArguments), DEFAULT_ARGUMENTS, argv)
     set_seed(training_args.seed)
     text, pair, label = args.text_column, args.text_pair_column, args.label_column
     train_file, validation_file = args.train_file, args.validation_file

@@ -14,7 +14,6 @@ two classes) on the validation file are computed in `compute_metrics`, offline. 
 .tsv (a header row) or .csv / .json(l); the label column holds integers or strings.
 """
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    HfArgumentParser,
     Trainer,
     TrainingArguments,
     set_seed,
@@ -32,7 +30,7 @@ import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the 
 from hf_scratch import GPTTaskInputs
 from hf_scratch.data import load_table
 from hf_scratch.metrics import classification_metrics
-from hf_scratch.training import train_evaluate_save
+from hf_scratch.training import parse_arguments, train_evaluate_save
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "glue" / "SST-2"
@@ -71,10 +69,7 @@ DEFAULT_ARGUMENTS = [
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((Arguments, TrainingArguments))
-    args, training_args = parser.parse_args_into_dataclasses(
-        args=DEFAULT_ARGUMENTS + (sys.argv[1:] if argv is None else argv)
-    )
+    args, training_args = parse_arguments((Arguments, TrainingArguments), DEFAULT_ARGUMENTS, argv)
     set_seed(training_args.seed)
     train, validation = load_table(args.train_file), load_table(args.validation_file)
     if args.max_train_samples is not None:

@@ -18,7 +18,6 @@ split reports MLM accuracy, NSP accuracy and MLM perplexity. Model and tokenizer
 """
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +26,7 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForPreTraining,
-    AutoTokenizer,
     DataCollatorForLanguageModeling,
-    HfArgumentParser,
     Trainer,
     TrainingArguments,
     set_seed,
@@ -37,13 +34,14 @@ from transformers import (
 
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch.data import (
+    CorpusArguments,
     NextSentencePairs,
     WholeWordMaskCollator,
-    load_text_datasets,
+    load_corpus,
     split_segments,
 )
 from hf_scratch.tokenization import train_wordpiece
-from hf_scratch.training import train_evaluate_save
+from hf_scratch.training import load_or_train_tokenizer, parse_arguments, train_evaluate_save
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,17 +65,10 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    train_file: str | None = field(default=None, metadata={"help": ".txt, .json(l) or .csv"})
-    validation_file: str | None = field(default=None)
-    dataset_name: str | None = field(default=None)
-    dataset_config_name: str | None = field(default=None)
-    text_column: str = field(default="text")
     max_seq_length: int = field(default=128)
     short_seq_prob: float = field(default=0.1)
     mlm_probability: float = field(default=0.15)
     whole_word_mask: bool = field(default=False)
-    validation_split_percentage: int = field(default=5)
-    preprocessing_num_workers: int | None = field(default=None)
 
 
 DEFAULT_ARGUMENTS = [
@@ -127,33 +118,17 @@ def compute_metrics(prediction) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(
-        args=DEFAULT_ARGUMENTS + (sys.argv[1:] if argv is None else argv)
+    model_args, corpus_args, data_args, training_args = parse_arguments(
+        (ModelArguments, CorpusArguments, DataArguments, TrainingArguments), DEFAULT_ARGUMENTS, argv
     )
     set_seed(training_args.seed)
-    raw = load_text_datasets(
-        data_args.train_file,
-        data_args.validation_file,
-        data_args.dataset_name,
-        data_args.dataset_config_name,
-        data_args.validation_split_percentage,
-        seed=training_args.seed,
+    raw = load_corpus(corpus_args, seed=training_args.seed)
+    column = corpus_args.text_column
+    tokenizer = load_or_train_tokenizer(
+        model_args.tokenizer_name or model_args.model_name_or_path,
+        training_args,
+        lambda: train_wordpiece(raw["train"][column], model_args.tokenizer_vocab_size),
     )
-    column = data_args.text_column
-
-    if model_args.tokenizer_name or model_args.model_name_or_path:
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_args.tokenizer_name or model_args.model_name_or_path
-        )
-    else:
-        saved = Path(training_args.output_dir) / "tokenizer"
-        with training_args.main_process_first(desc="training the tokenizer"):
-            if not (saved / "tokenizer.json").exists():
-                train_wordpiece(
-                    raw["train"][column], model_args.tokenizer_vocab_size
-                ).save_pretrained(saved)
-            tokenizer = AutoTokenizer.from_pretrained(saved)
 
     def tokenize_segments(batch):
         segments = [split_segments(document) for document in batch[column]]
@@ -171,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             tokenize_segments,
             batched=True,
             remove_columns=raw["train"].column_names,
-            num_proc=data_args.preprocessing_num_workers,
+            num_proc=corpus_args.preprocessing_num_workers,
             desc="tokenizing documents",
         )
         pairs = {
@@ -187,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 batched=True,
                 with_indices=True,
                 remove_columns=["segments"],
-                num_proc=data_args.preprocessing_num_workers,
+                num_proc=corpus_args.preprocessing_num_workers,
                 desc=f"{split}: next-sentence pairs",
             )
             for split in ("train", "validation")

@@ -15,7 +15,6 @@ installed). Every `TrainingArguments` option works (`--max_steps`, `--learning_r
 `--resume_from_checkpoint`, ...).
 """
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +22,6 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    AutoTokenizer,
-    HfArgumentParser,
     Trainer,
     TrainingArguments,
     default_data_collator,
@@ -32,9 +29,9 @@ from transformers import (
 )
 
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
-from hf_scratch.data import group_texts, load_text_datasets
+from hf_scratch.data import CorpusArguments, group_texts, load_corpus
 from hf_scratch.tokenization import train_byte_level_bpe
-from hf_scratch.training import train_evaluate_save
+from hf_scratch.training import load_or_train_tokenizer, parse_arguments, train_evaluate_save
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,14 +61,7 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    train_file: str | None = field(default=None, metadata={"help": ".txt, .json(l) or .csv"})
-    validation_file: str | None = field(default=None)
-    dataset_name: str | None = field(default=None, metadata={"help": "a dataset on the hub"})
-    dataset_config_name: str | None = field(default=None)
-    text_column: str = field(default="text")
     block_size: int = field(default=128, metadata={"help": "tokens per training sequence"})
-    validation_split_percentage: int = field(default=5)
-    preprocessing_num_workers: int | None = field(default=None)
     num_samples: int = field(default=3, metadata={"help": "texts to generate after training"})
     sample_prompts: str = field(
         default="The return value|A class|If the",
@@ -99,22 +89,6 @@ DEFAULT_ARGUMENTS = [
 ]  # fmt: skip
 
 
-def build_tokenizer(model_args, data_args, training_args, train_texts):
-    """The user's tokenizer, or a BPE tokenizer trained once (by the main process) and saved."""
-    if model_args.tokenizer_name or model_args.model_name_or_path:
-        return AutoTokenizer.from_pretrained(
-            model_args.tokenizer_name or model_args.model_name_or_path
-        )
-    saved = Path(training_args.output_dir) / "tokenizer"
-    with training_args.main_process_first(desc="training the tokenizer"):
-        if not (saved / "tokenizer.json").exists():
-            tokenizer = train_byte_level_bpe(
-                train_texts, model_args.tokenizer_vocab_size, show_progress=True
-            )
-            tokenizer.save_pretrained(saved)
-        return AutoTokenizer.from_pretrained(saved)
-
-
 def build_model(model_args, tokenizer, block_size: int):
     if model_args.model_name_or_path:
         return AutoModelForCausalLM.from_pretrained(
@@ -137,22 +111,17 @@ def build_model(model_args, tokenizer, block_size: int):
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(
-        args=DEFAULT_ARGUMENTS + (sys.argv[1:] if argv is None else argv)
+    model_args, corpus_args, data_args, training_args = parse_arguments(
+        (ModelArguments, CorpusArguments, DataArguments, TrainingArguments), DEFAULT_ARGUMENTS, argv
     )
     set_seed(training_args.seed)
-
-    raw = load_text_datasets(
-        data_args.train_file,
-        data_args.validation_file,
-        data_args.dataset_name,
-        data_args.dataset_config_name,
-        data_args.validation_split_percentage,
-        seed=training_args.seed,
+    raw = load_corpus(corpus_args, seed=training_args.seed)
+    column = corpus_args.text_column
+    tokenizer = load_or_train_tokenizer(
+        model_args.tokenizer_name or model_args.model_name_or_path,
+        training_args,
+        lambda: train_byte_level_bpe(raw["train"][column], model_args.tokenizer_vocab_size),
     )
-    column = data_args.text_column
-    tokenizer = build_tokenizer(model_args, data_args, training_args, raw["train"][column])
     model = build_model(model_args, tokenizer, data_args.block_size)
 
     def tokenize(batch):
@@ -164,14 +133,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             tokenize,
             batched=True,
             remove_columns=raw["train"].column_names,
-            num_proc=data_args.preprocessing_num_workers,
+            num_proc=corpus_args.preprocessing_num_workers,
             desc="tokenizing",
         )
         blocks = tokenized.map(
             group_texts,
             batched=True,
             fn_kwargs={"block_size": data_args.block_size},
-            num_proc=data_args.preprocessing_num_workers,
+            num_proc=corpus_args.preprocessing_num_workers,
             desc=f"grouping into blocks of {data_args.block_size}",
         )
     print(

@@ -5,6 +5,7 @@ model, so the model files never import it."""
 import random
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
@@ -61,6 +62,31 @@ def load_text_datasets(
         )
         datasets = DatasetDict({"train": held_out["train"], "validation": held_out["test"]})
     return datasets
+
+
+@dataclass
+class CorpusArguments:
+    """Where a pre-training script reads its text (see `load_text_datasets`)."""
+
+    train_file: str | None = field(default=None, metadata={"help": ".txt, .json(l) or .csv"})
+    validation_file: str | None = field(default=None)
+    dataset_name: str | None = field(default=None, metadata={"help": "a dataset on the hub"})
+    dataset_config_name: str | None = field(default=None)
+    text_column: str = field(default="text")
+    validation_split_percentage: int = field(default=5)
+    preprocessing_num_workers: int | None = field(default=None)
+
+
+def load_corpus(arguments: CorpusArguments, seed: int = 0) -> DatasetDict:
+    """`load_text_datasets` from the scripts' corpus arguments."""
+    return load_text_datasets(
+        arguments.train_file,
+        arguments.validation_file,
+        arguments.dataset_name,
+        arguments.dataset_config_name,
+        arguments.validation_split_percentage,
+        seed=seed,
+    )
 
 
 def group_texts(examples: dict[str, list], block_size: int) -> dict[str, list]:

@@ -1,8 +1,12 @@
-"""The end of every example script: train, evaluate on the held-out split, save everything."""
+"""What the example scripts share: their arguments, their tokenizer, and their ending (train,
+evaluate on the held-out split, save everything)."""
 
 import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
-from transformers import Trainer
+from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments
 
 
 def train_evaluate_save(trainer: Trainer, perplexity: bool = False) -> dict[str, float]:
@@ -19,3 +23,26 @@ def train_evaluate_save(trainer: Trainer, perplexity: bool = False) -> dict[str,
     trainer.save_model()
     trainer.save_state()
     return metrics
+
+
+def load_or_train_tokenizer(
+    name_or_path: str | None, training_args: TrainingArguments, train: Callable[[], object]
+):
+    """The tokenizer at `name_or_path`, or one made by `train()`: trained once, by the main process
+    (the others wait and load it), saved in `<output_dir>/tokenizer` and reused by a resumed run."""
+    if name_or_path:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    saved = Path(training_args.output_dir) / "tokenizer"
+    with training_args.main_process_first(desc="training the tokenizer"):
+        if not (saved / "tokenizer.json").exists():
+            train().save_pretrained(saved)
+        return AutoTokenizer.from_pretrained(saved)
+
+
+def parse_arguments(dataclass_types: tuple, defaults: list[str], argv: list[str] | None):
+    """HfArgumentParser over the script's defaults followed by the user's arguments (argparse keeps
+    the last value given, so the user's win)."""
+    parser = HfArgumentParser(dataclass_types)
+    return parser.parse_args_into_dataclasses(
+        args=defaults + (sys.argv[1:] if argv is None else argv)
+    )
