@@ -359,7 +359,7 @@ def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path, mod
 def test_fine_tuning_example_on_glue(tmp_path, task):
     import json
 
-    from conftest import run_example
+    from conftest import run_example, run_without_hf_scratch
 
     from hf_scratch.tokenization import train_wordpiece
 
@@ -386,6 +386,17 @@ def test_fine_tuning_example_on_glue(tmp_path, task):
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
     metrics = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     assert 0 <= metrics["eval_accuracy"] <= 1 and 0 <= metrics["eval_f1"] <= 1
+    result = run_without_hf_scratch(
+        f"""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        folder = {str(tmp_path / "out")!r}
+        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        print("labels", model(**tokenizer("a fine film", return_tensors="pt")).logits.shape[-1])
+        """,
+        cwd=tmp_path,
+    )
+    assert "labels 2" in result.stdout
 
 
 def test_attentions_hidden_states_and_checkpointing():
