@@ -218,3 +218,45 @@ class TransformerBlock(GradientCheckpointingLayer):
         ffn_output = self.feed_forward(self._sublayer_input(hidden_states, self.feed_forward_norm))
         hidden_states = self._add_and_norm(hidden_states, ffn_output, self.feed_forward_norm)
         return hidden_states, self_attn_weights, cross_attn_weights
+
+
+def run_blocks(
+    blocks: nn.ModuleList,
+    hidden_states: torch.Tensor,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    cache: Cache | None = None,
+    final_norm: nn.Module | None = None,
+    output_attentions: bool = False,
+    output_hidden_states: bool = False,
+) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+    """h_l = block_l(h_{l-1}) through the stack, then the final LayerNorm if the layout has one.
+
+    Returns the last hidden states (B, T, C) and, when asked, the hidden states (the input of every
+    block, then the final output: L + 1 of them) and every block's attention weights, as Hugging
+    Face's `output_hidden_states` / `output_attentions` define them.
+    """
+    all_hidden_states = () if output_hidden_states else None
+    all_attentions = () if output_attentions else None
+    for block in blocks:
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+        hidden_states, attn_weights, _ = block(
+            hidden_states,
+            attention_mask=attention_mask,
+            cache=cache,
+            output_attentions=output_attentions,
+        )
+        if output_attentions:
+            all_attentions += (attn_weights,)
+    if final_norm is not None:
+        hidden_states = final_norm(hidden_states)
+    if output_hidden_states:
+        all_hidden_states += (hidden_states,)
+    return hidden_states, all_hidden_states, all_attentions
+
+
+def merge_choices(tensor: torch.Tensor | None, batch_dims: int) -> torch.Tensor | None:
+    """Inputs with several sequences per example as one batch of sequences:
+    (B, K, T, ...) -> (B * K, T, ...) for `batch_dims` = 2 (unchanged for 1); None stays None."""
+    return None if tensor is None else tensor.reshape(-1, *tensor.shape[batch_dims:])

@@ -41,7 +41,14 @@ from transformers.utils import ModelOutput, can_return_tuple
 
 from .attention import make_attention_mask
 from .configuration_bert import ScratchBertConfig
-from .layers import LearnedPositionEmbedding, TransformerBlock, check_index_range, get_activation
+from .layers import (
+    LearnedPositionEmbedding,
+    TransformerBlock,
+    check_index_range,
+    get_activation,
+    merge_choices,
+    run_blocks,
+)
 from .losses import classification_loss, cross_entropy
 from .pretrained import ScratchPreTrainedModel
 
@@ -191,18 +198,13 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         B, T, _ = hidden_states.shape
         mask = make_attention_mask(attention_mask, B, T, T, causal=False)
 
-        all_hidden_states = () if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for layer in self.layers:
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            hidden_states, attn_weights, _ = layer(
-                hidden_states, attention_mask=mask, output_attentions=output_attentions
-            )
-            if output_attentions:
-                all_attentions += (attn_weights,)
-        if output_hidden_states:
-            all_hidden_states += (hidden_states,)
+        hidden_states, all_hidden_states, all_attentions = run_blocks(
+            self.layers,
+            hidden_states,
+            attention_mask=mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
 
         pooled = None
         if self.pooler is not None:
@@ -576,14 +578,12 @@ class ScratchBertForMultipleChoice(ScratchBertPreTrainedModel):
                 "multiple choice takes inputs of shape (batch, choices, length), got "
                 f"{tuple(reference.shape)}"
             )
-        B, K, T = reference.shape
-
-        def flatten(tensor):  # (B, K, T, ...) -> (B * K, T, ...)
-            return None if tensor is None else tensor.reshape(B * K, T, *tensor.shape[3:])
+        B, K, _ = reference.shape
 
         outputs = self._encode(
-            flatten(input_ids), flatten(attention_mask), flatten(token_type_ids),
-            flatten(position_ids), flatten(inputs_embeds),
+            merge_choices(input_ids, 2), merge_choices(attention_mask, 2),
+            merge_choices(token_type_ids, 2), merge_choices(position_ids, 2),
+            merge_choices(inputs_embeds, 2),
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )  # fmt: skip
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(B, K)  # (B, K)

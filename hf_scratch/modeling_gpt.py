@@ -46,7 +46,13 @@ from transformers.utils import ModelOutput, can_return_tuple
 
 from .attention import make_attention_mask
 from .configuration_gpt import ScratchGPTConfig
-from .layers import LearnedPositionEmbedding, TransformerBlock, check_index_range
+from .layers import (
+    LearnedPositionEmbedding,
+    TransformerBlock,
+    check_index_range,
+    merge_choices,
+    run_blocks,
+)
 from .losses import causal_lm_loss, classification_loss
 from .pretrained import ScratchPreTrainedModel
 
@@ -172,23 +178,15 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         hidden_states = self.dropout(hidden_states)
         mask = make_attention_mask(attention_mask, B, T, past_length + T, causal=True)
 
-        all_hidden_states = () if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for layer in self.layers:
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            hidden_states, attn_weights, _ = layer(
-                hidden_states,
-                attention_mask=mask,
-                cache=cache if use_cache else None,
-                output_attentions=output_attentions,
-            )
-            if output_attentions:
-                all_attentions += (attn_weights,)
-        if self.final_norm is not None:
-            hidden_states = self.final_norm(hidden_states)
-        if output_hidden_states:
-            all_hidden_states += (hidden_states,)
+        hidden_states, all_hidden_states, all_attentions = run_blocks(
+            self.layers,
+            hidden_states,
+            attention_mask=mask,
+            cache=cache if use_cache else None,
+            final_norm=self.final_norm,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
 
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
@@ -305,19 +303,13 @@ class _ScratchGPTFineTuningModel(ScratchGPTPreTrainedModel):
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         batch_shape, T = reference.shape[:-1], reference.shape[-1]
 
-        def flatten(tensor):  # (B, K, T, ...) -> (B * K, T, ...)
-            return (
-                None
-                if tensor is None
-                else tensor.reshape(-1, T, *tensor.shape[len(batch_shape) + 1 :])
-            )
-
+        dims = len(batch_shape)
         outputs = self.transformer(
-            flatten(input_ids),
-            attention_mask=flatten(attention_mask),
-            token_type_ids=flatten(token_type_ids),
-            position_ids=flatten(position_ids),
-            inputs_embeds=flatten(inputs_embeds),
+            merge_choices(input_ids, dims),
+            attention_mask=merge_choices(attention_mask, dims),
+            token_type_ids=merge_choices(token_type_ids, dims),
+            position_ids=merge_choices(position_ids, dims),
+            inputs_embeds=merge_choices(inputs_embeds, dims),
             use_cache=False,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
