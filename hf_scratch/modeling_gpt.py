@@ -338,13 +338,26 @@ class _ScratchGPTFineTuningModel(ScratchGPTPreTrainedModel):
         )
         return causal_lm_loss(lm_logits, lm_labels), lm_logits
 
-    def _combine(self, classification, lm_loss):
-        """L3 = L2 + lambda * L1."""
-        if classification is None:
-            return None
-        if lm_loss is None:
-            return classification
-        return classification + self.config.lm_loss_weight * lm_loss
+    def _output(
+        self, logits, classification, input_ids, attention_mask, hidden_states, outputs
+    ) -> ScratchGPTClassifierOutput:
+        """With a classification loss L2 (labels given), add the auxiliary L1 on the same inputs:
+        L3 = L2 + lambda * L1; then the head's output."""
+        loss = lm_loss = lm_logits = None
+        if classification is not None:
+            lm_loss, lm_logits = self._auxiliary_lm_loss(input_ids, attention_mask, hidden_states)
+            loss = classification
+            if lm_loss is not None:
+                loss = classification + self.config.lm_loss_weight * lm_loss
+        return ScratchGPTClassifierOutput(
+            loss=loss,
+            logits=logits,
+            classification_loss=classification,
+            lm_loss=lm_loss,
+            lm_logits=lm_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
 
 
 class ScratchGPTForSequenceClassification(_ScratchGPTFineTuningModel):
@@ -394,19 +407,11 @@ class ScratchGPTForSequenceClassification(_ScratchGPTFineTuningModel):
             features = features.sum(dim=1)  # similarity: add the orderings' h_l^m element-wise
         logits = self.score(self.dropout(features))  # (B, num_labels)
 
-        loss = classification = lm_loss = lm_logits = None
+        classification = None
         if labels is not None:
             classification = classification_loss(logits, labels, self.config)
-            lm_loss, lm_logits = self._auxiliary_lm_loss(input_ids, attention_mask, hidden_states)
-            loss = self._combine(classification, lm_loss)
-        return ScratchGPTClassifierOutput(
-            loss=loss,
-            logits=logits,
-            classification_loss=classification,
-            lm_loss=lm_loss,
-            lm_logits=lm_logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
+        return self._output(
+            logits, classification, input_ids, attention_mask, hidden_states, outputs
         )
 
 
@@ -460,19 +465,11 @@ class ScratchGPTForMultipleChoice(_ScratchGPTFineTuningModel):
             )
         logits = self.multiple_choice_head(self.dropout(features)).squeeze(-1)  # (B, K)
 
-        loss = classification = lm_loss = lm_logits = None
+        classification = None
         if labels is not None:
             classification = nn.functional.cross_entropy(logits, labels)
-            lm_loss, lm_logits = self._auxiliary_lm_loss(input_ids, attention_mask, hidden_states)
-            loss = self._combine(classification, lm_loss)
-        return ScratchGPTClassifierOutput(
-            loss=loss,
-            logits=logits,
-            classification_loss=classification,
-            lm_loss=lm_loss,
-            lm_logits=lm_logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
+        return self._output(
+            logits, classification, input_ids, attention_mask, hidden_states, outputs
         )
 
 
