@@ -24,7 +24,7 @@ from transformers import (
 )
 
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
-from hf_scratch.data import load_table
+from hf_scratch.data import load_classification_data
 from hf_scratch.metrics import classification_metrics
 from hf_scratch.training import parse_arguments, train_evaluate_save
 
@@ -79,23 +79,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_file = str(GLUE / args.task / "train.tsv")
         validation_file = validation_file or str(GLUE / args.task / "dev.tsv")
         text, pair, label = GLUE_COLUMNS[args.task]
-    train, validation = load_table(train_file), load_table(validation_file)
-    if args.max_train_samples is not None:
-        train = train.shuffle(seed=training_args.seed).select(
-            range(min(args.max_train_samples, len(train)))
-        )
-    if args.max_eval_samples is not None:
-        validation = validation.select(range(min(args.max_eval_samples, len(validation))))
-    label_names = sorted(set(train[label]))
-    label_ids = {name: i for i, name in enumerate(label_names)}
+    train, validation, labels = load_classification_data(
+        train_file,
+        validation_file,
+        label,
+        args.max_train_samples,
+        args.max_eval_samples,
+        seed=training_args.seed,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
     model = AutoModelForSequenceClassification.from_pretrained(
         args.model_name_or_path,
         trust_remote_code=True,
-        num_labels=len(label_names),
-        id2label={i: str(name) for i, name in enumerate(label_names)},
-        label2id={str(name): i for i, name in enumerate(label_names)},
+        **labels,
     )
 
     def encode(batch):
@@ -106,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             truncation=True,
             max_length=args.max_seq_length,
         )
-        encoded["labels"] = [label_ids[value] for value in batch[label]]
+        encoded["labels"] = [labels["label2id"][str(value)] for value in batch[label]]
         return encoded
 
     with training_args.main_process_first(desc="tokenizing"):

@@ -28,7 +28,7 @@ from transformers import (
 
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch import GPTTaskInputs
-from hf_scratch.data import load_table
+from hf_scratch.data import load_classification_data
 from hf_scratch.metrics import classification_metrics
 from hf_scratch.training import parse_arguments, train_evaluate_save
 
@@ -71,23 +71,20 @@ DEFAULT_ARGUMENTS = [
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args, training_args = parse_arguments((Arguments, TrainingArguments), DEFAULT_ARGUMENTS, argv)
     set_seed(training_args.seed)
-    train, validation = load_table(args.train_file), load_table(args.validation_file)
-    if args.max_train_samples is not None:
-        train = train.shuffle(seed=training_args.seed).select(
-            range(min(args.max_train_samples, len(train)))
-        )
-    if args.max_eval_samples is not None:
-        validation = validation.select(range(min(args.max_eval_samples, len(validation))))
-    label_names = sorted(set(train[args.label_column]))
-    label_ids = {name: i for i, name in enumerate(label_names)}
+    train, validation, labels = load_classification_data(
+        args.train_file,
+        args.validation_file,
+        args.label_column,
+        args.max_train_samples,
+        args.max_eval_samples,
+        seed=training_args.seed,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
     model = AutoModelForSequenceClassification.from_pretrained(
         args.model_name_or_path,
         trust_remote_code=True,
-        num_labels=len(label_names),
-        id2label={i: str(name) for i, name in enumerate(label_names)},
-        label2id={str(name): i for i, name in enumerate(label_names)},
+        **labels,
         lm_loss_weight=args.lm_loss_weight,
     )
     task_inputs = GPTTaskInputs(tokenizer, model, max_length=args.max_length)
@@ -100,7 +97,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             )
         else:
             input_ids = task_inputs.classification(example[args.text_column])
-        return {"input_ids": input_ids, "labels": label_ids[example[args.label_column]]}
+        return {
+            "input_ids": input_ids,
+            "labels": labels["label2id"][str(example[args.label_column])],
+        }
 
     with training_args.main_process_first(desc="formatting inputs"):
         columns = train.column_names

@@ -293,3 +293,28 @@ def load_table(path: str) -> Dataset:
     if loader is None:
         raise ValueError(f"unsupported file type {path!r}: use .tsv, .csv or .json(l)")
     return load_dataset(loader, data_files=path)["train"]
+
+
+def load_classification_data(
+    train_file: str,
+    validation_file: str,
+    label_column: str,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    seed: int = 0,
+) -> tuple[Dataset, Dataset, dict]:
+    """A fine-tuning script's splits and labels: the training split (shuffled and cut to
+    `max_train_samples`), the validation split (cut to `max_eval_samples`), and the label fields for
+    `from_pretrained` (`num_labels`, `id2label`, `label2id`; label values as strings, sorted)."""
+    train, validation = load_table(train_file), load_table(validation_file)
+    if max_train_samples is not None:
+        train = train.shuffle(seed=seed).select(range(min(max_train_samples, len(train))))
+    if max_eval_samples is not None:
+        validation = validation.select(range(min(max_eval_samples, len(validation))))
+    names = sorted({str(value) for value in train[label_column]})
+    labels = {
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {name: i for i, name in enumerate(names)},
+    }
+    return train, validation, labels
