@@ -130,3 +130,38 @@ def tiny_bert_config(**overrides):
     )
     values.update(overrides)
     return ScratchBertConfig(**values)
+
+
+def assert_accumulation_matches_one_large_batch(make_model, dataset, output_dir: Path) -> None:
+    """One SGD step of the Trainer over 8 rows gives the same weights as batch 8 in one step and as
+    4 accumulated micro-batches of 2, from the same initial weights; and the weights did move."""
+    from transformers import Trainer, TrainingArguments
+
+    initial = make_model().state_dict()
+    updates = {}
+    for batch_size, accumulation in [(8, 1), (2, 4)]:
+        model = make_model()
+        model.load_state_dict(initial)
+        arguments = TrainingArguments(
+            output_dir=str(output_dir / str(accumulation)),
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            learning_rate=0.5,
+            optim="sgd",
+            lr_scheduler_type="constant",
+            weight_decay=0.0,
+            report_to="none",
+            save_strategy="no",
+            logging_strategy="no",
+            use_cpu=True,
+            seed=0,
+            disable_tqdm=True,
+        )
+        Trainer(model=model, args=arguments, train_dataset=dataset).train()
+        updates[accumulation] = model.state_dict()
+    moved = False
+    for name, value in updates[1].items():
+        torch.testing.assert_close(updates[4][name], value, atol=1e-6, rtol=1e-5, msg=name)
+        moved |= not torch.equal(value, initial[name])
+    assert moved

@@ -310,7 +310,7 @@ def test_pretraining_example_learns_and_saves_a_shareable_folder(tmp_path):
 
 @pytest.mark.parametrize("model_class", [ScratchBertForMaskedLM, ScratchBertForPreTraining])
 def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path, model_class):
-    from transformers import Trainer, TrainingArguments
+    from conftest import assert_accumulation_matches_one_large_batch
 
     torch.manual_seed(0)
     dataset = []
@@ -326,32 +326,9 @@ def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path, mod
         if model_class is ScratchBertForPreTraining:
             row["next_sentence_label"] = torch.tensor(count % 2)
         dataset.append(row)
-    initial = model_class(tiny_bert_config()).state_dict()
-    updates = {}
-    for batch_size, accumulation in [(8, 1), (2, 4)]:
-        model = model_class(tiny_bert_config())
-        model.load_state_dict(initial)
-        arguments = TrainingArguments(
-            output_dir=str(tmp_path / str(accumulation)),
-            per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=accumulation,
-            max_steps=1,
-            learning_rate=0.5,
-            optim="sgd",
-            lr_scheduler_type="constant",
-            report_to="none",
-            save_strategy="no",
-            logging_strategy="no",
-            use_cpu=True,
-            disable_tqdm=True,
-        )
-        Trainer(model=model, args=arguments, train_dataset=dataset).train()
-        updates[accumulation] = model.state_dict()
-    changed = False
-    for name, value in updates[1].items():
-        torch.testing.assert_close(updates[4][name], value, atol=1e-6, rtol=1e-5, msg=name)
-        changed |= not torch.equal(value, initial[name])
-    assert changed
+    assert_accumulation_matches_one_large_batch(
+        lambda: model_class(tiny_bert_config()), dataset, tmp_path
+    )
 
 
 @pytest.mark.slow

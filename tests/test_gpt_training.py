@@ -5,9 +5,13 @@ import json
 
 import pytest
 import torch
-from conftest import run_example, run_without_hf_scratch, tiny_gpt_config
+from conftest import (
+    assert_accumulation_matches_one_large_batch,
+    run_example,
+    run_without_hf_scratch,
+    tiny_gpt_config,
+)
 from safetensors.torch import save_file
-from transformers import Trainer, TrainingArguments
 
 from hf_scratch import (
     ScratchGPTForMultipleChoice,
@@ -15,27 +19,6 @@ from hf_scratch import (
     ScratchGPTLMHeadModel,
     ScratchGPTModel,
 )
-
-
-def _train_one_update(model, dataset, output_dir, batch_size, accumulation):
-    arguments = TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=accumulation,
-        max_steps=1,
-        learning_rate=0.5,
-        optim="sgd",
-        lr_scheduler_type="constant",
-        weight_decay=0.0,
-        report_to="none",
-        save_strategy="no",
-        logging_strategy="no",
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-    )
-    Trainer(model=model, args=arguments, train_dataset=dataset).train()
-    return {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
 
 
 @pytest.mark.parametrize("head", ["lm", "classification"])
@@ -57,19 +40,7 @@ def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path, hea
             {"input_ids": torch.randint(1, 101, (10,)), "labels": torch.tensor(i % 3)}
             for i in range(8)
         ]
-    initial = make().state_dict()
-    updates = {}
-    for batch_size, accumulation in [(8, 1), (2, 4)]:
-        model = make()
-        model.load_state_dict(initial)
-        updates[accumulation] = _train_one_update(
-            model, dataset, tmp_path / str(accumulation), batch_size, accumulation
-        )
-    moved = False
-    for name, value in updates[1].items():
-        torch.testing.assert_close(updates[4][name], value, atol=1e-6, rtol=1e-5, msg=name)
-        moved |= not torch.equal(value, initial[name])
-    assert moved
+    assert_accumulation_matches_one_large_batch(make, dataset, tmp_path)
 
 
 def test_saved_folders_load_through_every_auto_class_without_hf_scratch(tmp_path):
