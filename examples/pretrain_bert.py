@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     AutoModelForPreTraining,
     DataCollatorForLanguageModeling,
     Trainer,
@@ -41,23 +40,20 @@ from hf_scratch.data import (
     split_segments,
 )
 from hf_scratch.tokenization import train_wordpiece
-from hf_scratch.training import load_or_train_tokenizer, parse_arguments, train_evaluate_save
+from hf_scratch.training import (
+    PretrainingModelArguments,
+    load_or_train_tokenizer,
+    parse_arguments,
+    pretraining_model,
+    train_evaluate_save,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
-class ModelArguments:
-    config_name: str = field(
-        default=str(REPO / "configuration" / "bert-mini"),
-        metadata={"help": "folder (or hub id) of the model config to train from scratch"},
-    )
-    model_name_or_path: str | None = field(default=None, metadata={"help": "continue training"})
-    config_overrides: str | None = field(
-        default=None, metadata={"help": "e.g. 'num_hidden_layers=2,hidden_size=64'"}
-    )
-    tokenizer_name: str | None = field(default=None)
-    tokenizer_vocab_size: int = field(default=8000)
+class ModelArguments(PretrainingModelArguments):
+    config_name: str = field(default=str(REPO / "configuration" / "bert-mini"))
     sparse_prediction: bool = field(
         default=True, metadata={"help": "project only masked positions to the vocabulary"}
     )
@@ -169,21 +165,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         }
     print(f"{len(pairs['train'])} training and {len(pairs['validation'])} validation pairs")
 
-    if model_args.model_name_or_path:
-        model = AutoModelForPreTraining.from_pretrained(
-            model_args.model_name_or_path,
-            trust_remote_code=True,
-            sparse_prediction=model_args.sparse_prediction,
-        )
-    else:
-        config = AutoConfig.from_pretrained(model_args.config_name, trust_remote_code=True)
-        if model_args.config_overrides:
-            config.update_from_string(model_args.config_overrides)
-        config.vocab_size = len(tokenizer)
-        config.pad_token_id = tokenizer.pad_token_id
-        config.sparse_prediction = model_args.sparse_prediction
-        config.validate_architecture()
-        model = AutoModelForPreTraining.from_config(config, trust_remote_code=True)
+    model = pretraining_model(
+        AutoModelForPreTraining,
+        model_args,
+        tokenizer,
+        sparse_prediction=model_args.sparse_prediction,
+    )
 
     collator_class = (
         WholeWordMaskCollator if data_args.whole_word_mask else DataCollatorForLanguageModeling

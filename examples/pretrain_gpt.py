@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
     Trainer,
     TrainingArguments,
@@ -31,32 +30,21 @@ from transformers import (
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch.data import CorpusArguments, group_texts, load_corpus
 from hf_scratch.tokenization import train_byte_level_bpe
-from hf_scratch.training import load_or_train_tokenizer, parse_arguments, train_evaluate_save
+from hf_scratch.training import (
+    PretrainingModelArguments,
+    load_or_train_tokenizer,
+    parse_arguments,
+    pretraining_model,
+    train_evaluate_save,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
-class ModelArguments:
-    config_name: str = field(
-        default=str(REPO / "configuration" / "gpt-small"),
-        metadata={"help": "folder (or hub id) of the model config to train from scratch"},
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "continue pre-training this checkpoint instead"}
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={
-            "help": "comma-separated config changes, e.g. 'num_hidden_layers=2,hidden_size=64'"
-        },
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "tokenizer to use; by default a BPE tokenizer is trained"}
-    )
-    tokenizer_vocab_size: int = field(
-        default=4096, metadata={"help": "vocabulary size of the trained tokenizer"}
-    )
+class ModelArguments(PretrainingModelArguments):
+    config_name: str = field(default=str(REPO / "configuration" / "gpt-small"))
+    tokenizer_vocab_size: int = field(default=4096)
 
 
 @dataclass
@@ -89,27 +77,6 @@ DEFAULT_ARGUMENTS = [
 ]  # fmt: skip
 
 
-def build_model(model_args, tokenizer, block_size: int):
-    if model_args.model_name_or_path:
-        return AutoModelForCausalLM.from_pretrained(
-            model_args.model_name_or_path, trust_remote_code=True
-        )
-    config = AutoConfig.from_pretrained(model_args.config_name, trust_remote_code=True)
-    if model_args.config_overrides:
-        config.update_from_string(model_args.config_overrides)
-    config.vocab_size = len(tokenizer)
-    config.bos_token_id = tokenizer.bos_token_id
-    config.eos_token_id = tokenizer.eos_token_id
-    config.pad_token_id = tokenizer.pad_token_id
-    if block_size > config.max_position_embeddings:
-        raise ValueError(
-            f"block_size {block_size} exceeds the model's max_position_embeddings "
-            f"({config.max_position_embeddings})"
-        )
-    config.validate_architecture()
-    return AutoModelForCausalLM.from_config(config, trust_remote_code=True)
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, corpus_args, data_args, training_args = parse_arguments(
         (ModelArguments, CorpusArguments, DataArguments, TrainingArguments), DEFAULT_ARGUMENTS, argv
@@ -122,7 +89,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         training_args,
         lambda: train_byte_level_bpe(raw["train"][column], model_args.tokenizer_vocab_size),
     )
-    model = build_model(model_args, tokenizer, data_args.block_size)
+    model = pretraining_model(AutoModelForCausalLM, model_args, tokenizer)
+    if data_args.block_size > model.config.max_position_embeddings:
+        raise ValueError(
+            f"block_size {data_args.block_size} exceeds the model's max_position_embeddings "
+            f"({model.config.max_position_embeddings})"
+        )
 
     def tokenize(batch):
         # Each row ends with the end-of-text token, so blocks that span two documents mark the seam.
