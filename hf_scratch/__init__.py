@@ -21,6 +21,7 @@ from .attention import (
 )
 from .configuration_bert import ScratchBertConfig
 from .configuration_gpt import ScratchGPTConfig
+from .configuration_transformer import ScratchTransformerConfig
 from .gpt_inputs import GPTTaskInputs
 from .layers import (
     FeedForward,
@@ -47,12 +48,18 @@ from .modeling_gpt import (
     ScratchGPTModel,
     ScratchGPTPreTrainedModel,
 )
+from .modeling_transformer import (
+    ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
+    ScratchTransformerPreTrainedModel,
+)
 
 __version__ = "0.1.0"
 
 for _config_class, _family in [
     (ScratchGPTConfig, ScratchGPTPreTrainedModel),
     (ScratchBertConfig, ScratchBertPreTrainedModel),
+    (ScratchTransformerConfig, ScratchTransformerPreTrainedModel),
 ]:
     AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
     for _auto_name, _class_name in _family.auto_classes.items():
@@ -83,6 +90,9 @@ __all__ = [
     "ScratchGPTForSequenceClassification",
     "ScratchGPTLMHeadModel",
     "ScratchGPTModel",
+    "ScratchTransformerConfig",
+    "ScratchTransformerForConditionalGeneration",
+    "ScratchTransformerModel",
     "SinusoidalPositionEmbedding",
     "SoftAttention",
     "TransformerBlock",

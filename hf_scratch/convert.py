@@ -15,13 +15,17 @@ into our `qkv_proj`), OpenAI GPT (`OpenAIGPTModel`, `OpenAIGPTLMHeadModel`,
 `GPT2LMHeadModel`, `GPT2DoubleHeadsModel`, `GPT2ForSequenceClassification`), which become hf_scratch
 GPT in the GPT-1 layout or the GPT-2 layout (`norm_first=True`). OpenAI's `Conv1D` layers store
 their weights as (in, out) and are transposed; their fused c_attn [W_Q | W_K | W_V] is exactly our
-`qkv_proj` once transposed.
+`qkv_proj` once transposed. Marian (`MarianMTModel`, `MarianModel`: the opus-mt checkpoints) becomes
+the hf_scratch Transformer with Marian's options (sines-then-cosines positions, its activation, the
+final logits bias); its q/k/v projections are stacked like BERT's. The generation settings
+(`generation_config.json`: beams, forced EOS, banned pad token) travel with the weights.
 
 Converting a state dict renames every tensor by the rules below and fails with the list of tensors
 it could not place: nothing is dropped or initialised silently.
 """
 
 import argparse
+import copy
 import json
 import re
 import shutil
@@ -33,10 +37,11 @@ from pathlib import Path
 import torch
 import transformers
 from safetensors.torch import load_file
-from transformers import BertConfig, GPT2Config, OpenAIGPTConfig, PreTrainedModel
+from transformers import BertConfig, GPT2Config, MarianConfig, OpenAIGPTConfig, PreTrainedModel
 
 from .configuration_bert import ScratchBertConfig
 from .configuration_gpt import ScratchGPTConfig
+from .configuration_transformer import ScratchTransformerConfig
 from .modeling_bert import (
     ScratchBertForMaskedLM,
     ScratchBertForMultipleChoice,
@@ -53,16 +58,22 @@ from .modeling_gpt import (
     ScratchGPTLMHeadModel,
     ScratchGPTModel,
 )
+from .modeling_transformer import (
+    ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Renaming rules
 # --------------------------------------------------------------------------------------------------
 
 
-# Placeholders in the name templates: {prefix} is a head's "transformer." or "bert." (empty in a
-# bare base model), {i} a layer index, {p} "weight" or "bias".
+# Placeholders in the name templates: {prefix} is a head's "transformer.", "bert." or "model."
+# (empty in a bare base model), {stack} "encoder" or "decoder", {i} a layer index, {p} "weight" or
+# "bias".
 _PLACEHOLDERS = {
-    "prefix": r"(?P<prefix>(?:transformer\.|bert\.)?)",
+    "prefix": r"(?P<prefix>(?:transformer\.|bert\.|model\.)?)",
+    "stack": r"(?P<stack>encoder|decoder)",
     "i": r"(?P<i>\d+)",
     "p": r"(?P<p>weight|bias)",
 }
@@ -164,8 +175,41 @@ BERT_QKV = (
     "attention.self.qkv",
 )
 
-# Buffers of the reference classes that are not weights (causal-mask tables).
-_IGNORED_REFERENCE_KEYS = re.compile(r".*\.attn\.(bias|masked_bias)")
+
+def _marian_layer_rule(reference: str, ours: str) -> Rule:
+    return Rule(
+        f"{{prefix}}{{stack}}.layers.{{i}}.{reference}", f"{{prefix}}{{stack}}.layers.{{i}}.{ours}"
+    )
+
+
+MARIAN_RULES = [
+    # Separate vocabularies: each stack has its own matrix. One vocabulary: Marian's `shared` is
+    # our encoder's matrix, which the decoder and the output projection are tied to.
+    Rule("{prefix}{stack}.embed_tokens.weight", "{prefix}{stack}.embed_tokens.weight"),
+    Rule("{prefix}shared.weight", "{prefix}encoder.embed_tokens.weight"),
+    _marian_layer_rule("self_attn.qkv.{p}", "self_attn.qkv_proj.{p}"),
+    _marian_layer_rule("self_attn.out_proj.{p}", "self_attn.out_proj.{p}"),
+    _marian_layer_rule("self_attn_layer_norm.{p}", "self_attn_norm.{p}"),
+    _marian_layer_rule("encoder_attn.qkv.{p}", "cross_attn.qkv_proj.{p}"),
+    _marian_layer_rule("encoder_attn.out_proj.{p}", "cross_attn.out_proj.{p}"),
+    _marian_layer_rule("encoder_attn_layer_norm.{p}", "cross_attn_norm.{p}"),
+    _marian_layer_rule("fc1.{p}", "feed_forward.fc1.{p}"),
+    _marian_layer_rule("fc2.{p}", "feed_forward.fc2.{p}"),
+    _marian_layer_rule("final_layer_norm.{p}", "feed_forward_norm.{p}"),
+    Rule("lm_head.weight", "lm_head.weight"),
+    Rule("final_logits_bias", "final_logits_bias"),
+]
+MARIAN_QKV = tuple(
+    ((f"{attention}.q_proj", f"{attention}.k_proj", f"{attention}.v_proj"), f"{attention}.qkv")
+    for attention in ("self_attn", "encoder_attn")
+)
+
+# Tensors the reference classes compute themselves rather than learn (causal-mask tables, Marian's
+# sinusoid tables): skipped when converting from the reference, and taken from a freshly built
+# reference model when converting to it, together with Marian's logits bias when ours has none (a
+# zero bias is no bias).
+_COMPUTED_REFERENCE_KEYS = re.compile(r".*\.attn\.(bias|masked_bias)|.*\.embed_positions\.weight")
+_REFERENCE_DEFAULT_KEYS = re.compile(f"{_COMPUTED_REFERENCE_KEYS.pattern}|final_logits_bias")
 
 
 def fuse_projections(
@@ -205,7 +249,7 @@ def _rename(
     """The renamed (and, where the rule says, transposed) tensors, and the names no rule covers."""
     converted, unplaced = {}, []
     for name, tensor in state_dict.items():
-        if not to_reference and _IGNORED_REFERENCE_KEYS.fullmatch(name):
+        if not to_reference and _COMPUTED_REFERENCE_KEYS.fullmatch(name):
             continue
         for rule in rules:
             source, target = (
@@ -331,19 +375,89 @@ def bert_config_to_reference(config: ScratchBertConfig) -> BertConfig:
     return BertConfig(**{name: getattr(config, name) for name in _BERT_SHARED_FIELDS})
 
 
+def marian_config_from_reference(reference: MarianConfig) -> ScratchTransformerConfig:
+    """The Transformer with Marian's options. Marian's `activation_dropout` (0 in the opus-mt
+    checkpoints) has no counterpart and only matters in training; its loss has no label smoothing,
+    so neither has the converted model's (set `label_smoothing` to fine-tune as the paper does)."""
+    for encoder_field, decoder_field in (
+        ("encoder_attention_heads", "decoder_attention_heads"),
+        ("encoder_ffn_dim", "decoder_ffn_dim"),
+    ):
+        if getattr(reference, encoder_field) != getattr(reference, decoder_field):
+            raise ValueError(
+                f"the encoder and decoder must agree: {encoder_field}="
+                f"{getattr(reference, encoder_field)}, {decoder_field}="
+                f"{getattr(reference, decoder_field)}"
+            )
+    return ScratchTransformerConfig(
+        vocab_size=reference.vocab_size,
+        decoder_vocab_size=reference.decoder_vocab_size,
+        share_embeddings=reference.share_encoder_decoder_embeddings,
+        max_position_embeddings=reference.max_position_embeddings,
+        hidden_size=reference.d_model,
+        encoder_layers=reference.encoder_layers,
+        decoder_layers=reference.decoder_layers,
+        num_attention_heads=reference.encoder_attention_heads,
+        intermediate_size=reference.encoder_ffn_dim,
+        hidden_act=reference.activation_function,
+        hidden_dropout_prob=reference.dropout,
+        attention_probs_dropout_prob=reference.attention_dropout,
+        label_smoothing=0.0,
+        scale_embedding=reference.scale_embedding,
+        sinusoid_layout="halves",
+        add_final_logits_bias=True,
+        init_std=reference.init_std,
+        tie_word_embeddings=reference.tie_word_embeddings,
+        decoder_start_token_id=reference.decoder_start_token_id,
+        **{name: getattr(reference, name) for name in _SHARED_CONFIG_FIELDS},
+    )
+
+
+def marian_config_to_reference(config: ScratchTransformerConfig) -> MarianConfig:
+    if config.sinusoid_layout != "halves" or config.norm_first or config.layer_norm_eps != 1e-5:
+        raise ValueError(
+            "Marian has sines-then-cosines positions, post-LN blocks and LayerNorm eps 1e-5; this "
+            f"model has sinusoid_layout={config.sinusoid_layout!r}, norm_first={config.norm_first}"
+            f", layer_norm_eps={config.layer_norm_eps}"
+        )
+    return MarianConfig(
+        vocab_size=config.vocab_size,
+        decoder_vocab_size=config.decoder_vocab_size,
+        share_encoder_decoder_embeddings=config.share_embeddings,
+        max_position_embeddings=config.max_position_embeddings,
+        d_model=config.hidden_size,
+        encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers,
+        encoder_attention_heads=config.num_attention_heads,
+        decoder_attention_heads=config.num_attention_heads,
+        encoder_ffn_dim=config.intermediate_size,
+        decoder_ffn_dim=config.intermediate_size,
+        activation_function=config.hidden_act,
+        dropout=config.hidden_dropout_prob,
+        attention_dropout=config.attention_probs_dropout_prob,
+        scale_embedding=config.scale_embedding,
+        init_std=config.init_std or config.hidden_size**-0.5,
+        tie_word_embeddings=config.tie_word_embeddings,
+        decoder_start_token_id=config.decoder_start_token_id,
+        **{name: getattr(config, name) for name in _SHARED_CONFIG_FIELDS},
+    )
+
+
 @dataclass(frozen=True)
 class Family:
-    """How one reference family converts: tensor names, configs, and projections to stack."""
+    """How one reference family converts: tensor names, configs, and the groups of projections
+    (e.g. W_Q, W_K, W_V) that ours stacks into one tensor."""
 
     rules: list[Rule]
     config_from_reference: Callable
     config_to_reference: Callable
-    fused: tuple[tuple[str, ...], str] | None = None
+    fused: tuple[tuple[tuple[str, ...], str], ...] = ()
 
 
 OPENAI_GPT = Family(OPENAI_GPT_RULES, gpt_config_from_reference, gpt_config_to_reference)
 GPT2 = Family(GPT2_RULES, gpt_config_from_reference, gpt_config_to_reference)
-BERT = Family(BERT_RULES, bert_config_from_reference, bert_config_to_reference, BERT_QKV)
+BERT = Family(BERT_RULES, bert_config_from_reference, bert_config_to_reference, (BERT_QKV,))
+MARIAN = Family(MARIAN_RULES, marian_config_from_reference, marian_config_to_reference, MARIAN_QKV)
 
 # reference architecture -> (our class, family)
 _FROM_REFERENCE = {
@@ -363,11 +477,14 @@ _FROM_REFERENCE = {
     "BertForTokenClassification": (ScratchBertForTokenClassification, BERT),
     "BertForQuestionAnswering": (ScratchBertForQuestionAnswering, BERT),
     "BertForMultipleChoice": (ScratchBertForMultipleChoice, BERT),
+    "MarianModel": (ScratchTransformerModel, MARIAN),
+    "MarianMTModel": (ScratchTransformerForConditionalGeneration, MARIAN),
 }
 _DEFAULT_ARCHITECTURE = {
     "openai-gpt": "OpenAIGPTLMHeadModel",
     "gpt2": "GPT2LMHeadModel",
     "bert": "BertForPreTraining",
+    "marian": "MarianMTModel",
 }
 
 
@@ -382,11 +499,13 @@ def _load_strict(model: PreTrainedModel, state_dict: dict[str, torch.Tensor]) ->
     """load_state_dict that reports every missing, unexpected or mis-shaped tensor as a ValueError.
     Tied aliases are filled from the tensor they alias."""
     state_dict = dict(state_dict)
-    for alias, source in model.all_tied_weights_keys.items():
-        if alias not in state_dict and source in state_dict:
-            state_dict[alias] = state_dict[source]
-        elif source not in state_dict and alias in state_dict:
+    tied = model.all_tied_weights_keys.items()
+    for alias, source in tied:  # first the tensors aliased, from any alias present ...
+        if source not in state_dict and alias in state_dict:
             state_dict[source] = state_dict[alias]
+    for alias, source in tied:  # ... then every alias from its tensor
+        state_dict.setdefault(alias, state_dict.get(source))
+    state_dict = {name: tensor for name, tensor in state_dict.items() if tensor is not None}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -403,6 +522,12 @@ def _load_strict(model: PreTrainedModel, state_dict: dict[str, torch.Tensor]) ->
     model.load_state_dict(state_dict, strict=True)
 
 
+def _copy_generation_config(source: PreTrainedModel, destination: PreTrainedModel) -> None:
+    """Decoding settings (beams, forced EOS, banned tokens, lengths) go with the weights."""
+    if source.can_generate() and destination.can_generate():
+        destination.generation_config = copy.deepcopy(source.generation_config)
+
+
 def from_reference(reference_model: PreTrainedModel) -> PreTrainedModel:
     """Our model with the weights of a transformers reference model (OpenAI GPT, GPT-2, BERT)."""
     architecture = type(reference_model).__name__
@@ -411,9 +536,10 @@ def from_reference(reference_model: PreTrainedModel) -> PreTrainedModel:
     model_class, family = _FROM_REFERENCE[architecture]
     model = model_class(family.config_from_reference(reference_model.config))
     state_dict = _untie(reference_model, reference_model.state_dict())
-    if family.fused is not None:
-        state_dict = fuse_projections(state_dict, *family.fused)
+    for parts, fused in family.fused:
+        state_dict = fuse_projections(state_dict, parts, fused)
     _load_strict(model, rename_state_dict(state_dict, family.rules))
+    _copy_generation_config(reference_model, model)
     return model.to(reference_model.dtype).eval()
 
 
@@ -429,9 +555,13 @@ def to_reference(model: PreTrainedModel) -> PreTrainedModel:
             continue
         reference_model = reference_class(reference_config)
         state_dict = rename_state_dict(_untie(model, model.state_dict()), family.rules, True)
-        if family.fused is not None:
-            state_dict = split_projections(state_dict, *family.fused)
+        for parts, fused in family.fused:
+            state_dict = split_projections(state_dict, parts, fused)
+        for name, tensor in reference_model.state_dict().items():
+            if _REFERENCE_DEFAULT_KEYS.fullmatch(name):
+                state_dict.setdefault(name, tensor)
         _load_strict(reference_model, state_dict)
+        _copy_generation_config(model, reference_model)
         return reference_model.to(model.dtype).eval()
     raise ValueError(f"no reference class for {type(model).__name__}")
 
@@ -543,7 +673,7 @@ def convert_folder(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-scratch-convert",
-        description="Convert transformers checkpoints (GPT, GPT-2, BERT) to and from hf_scratch.",
+        description="Convert GPT, GPT-2, BERT and Marian checkpoints to and from hf_scratch.",
     )
     parser.add_argument("source", help="checkpoint folder with config.json and weights")
     parser.add_argument("destination", help="folder to write the converted checkpoint to")

@@ -53,6 +53,18 @@ def check_index_range(ids: torch.Tensor, limit: int, name: str) -> None:
         raise ValueError(f"{name} contains {bad}, outside the valid range [0, {limit})")
 
 
+def default_position_ids(past_length: int, length: int, limit: int, device) -> torch.Tensor:
+    """Positions past_length, ..., past_length + length - 1 of a sequence that continues a cache:
+    (1, T). Raises a ValueError when the sequence runs past the `limit` positions of the table."""
+    if past_length + length > limit:
+        cached = f" ({past_length} cached + {length} new tokens)" if past_length else ""
+        raise ValueError(
+            f"sequence of length {past_length + length}{cached} is longer than "
+            f"max_position_embeddings ({limit})"
+        )
+    return torch.arange(past_length, past_length + length, device=device)[None]  # (1, T)
+
+
 def sinusoidal_position_table(
     num_positions: int, embedding_dim: int, interleaved: bool = True
 ) -> torch.Tensor:
@@ -225,35 +237,43 @@ def run_blocks(
     hidden_states: torch.Tensor,
     *,
     attention_mask: torch.Tensor | None = None,
+    encoder_hidden_states: torch.Tensor | None = None,
+    encoder_attention_mask: torch.Tensor | None = None,
     cache: Cache | None = None,
     final_norm: nn.Module | None = None,
     output_attentions: bool = False,
     output_hidden_states: bool = False,
-) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+) -> tuple[torch.Tensor, tuple | None, tuple | None, tuple | None]:
     """h_l = block_l(h_{l-1}) through the stack, then the final LayerNorm if the layout has one.
 
     Returns the last hidden states (B, T, C) and, when asked, the hidden states (the input of every
-    block, then the final output: L + 1 of them) and every block's attention weights, as Hugging
-    Face's `output_hidden_states` / `output_attentions` define them.
+    block, then the final output: L + 1 of them), every block's self-attention weights and, in a
+    decoder that attends to an encoder, every block's cross-attention weights, as Hugging Face's
+    `output_hidden_states` / `output_attentions` define them.
     """
     all_hidden_states = () if output_hidden_states else None
     all_attentions = () if output_attentions else None
+    all_cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
     for block in blocks:
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
-        hidden_states, attn_weights, _ = block(
+        hidden_states, attn_weights, cross_attn_weights = block(
             hidden_states,
             attention_mask=attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
             cache=cache,
             output_attentions=output_attentions,
         )
         if output_attentions:
             all_attentions += (attn_weights,)
+        if all_cross_attentions is not None:
+            all_cross_attentions += (cross_attn_weights,)
     if final_norm is not None:
         hidden_states = final_norm(hidden_states)
     if output_hidden_states:
         all_hidden_states += (hidden_states,)
-    return hidden_states, all_hidden_states, all_attentions
+    return hidden_states, all_hidden_states, all_attentions, all_cross_attentions
 
 
 def merge_choices(tensor: torch.Tensor | None, batch_dims: int) -> torch.Tensor | None:

@@ -45,6 +45,7 @@ from .layers import (
     LearnedPositionEmbedding,
     TransformerBlock,
     check_index_range,
+    default_position_ids,
     get_activation,
     merge_choices,
     run_blocks,
@@ -131,14 +132,10 @@ class ScratchBertEmbeddings(nn.Module):
         if input_ids is not None:
             check_index_range(input_ids, self.config.vocab_size, "input_ids")
             inputs_embeds = self.word_embeddings(input_ids)  # (B, T, C)
-        T = inputs_embeds.shape[1]
-        limit = self.config.max_position_embeddings
         if position_ids is None:
-            if limit < T:
-                raise ValueError(
-                    f"sequence of length {T} is longer than max_position_embeddings ({limit})"
-                )
-            position_ids = torch.arange(T, device=inputs_embeds.device)[None]  # (1, T)
+            position_ids = default_position_ids(
+                0, inputs_embeds.shape[1], self.config.max_position_embeddings, inputs_embeds.device
+            )
         embeddings = inputs_embeds + self.position_embeddings(position_ids)
         if token_type_ids is not None:
             check_index_range(token_type_ids, self.config.type_vocab_size, "token_type_ids")
@@ -198,7 +195,7 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         B, T, _ = hidden_states.shape
         mask = make_attention_mask(attention_mask, B, T, T, causal=False)
 
-        hidden_states, all_hidden_states, all_attentions = run_blocks(
+        hidden_states, all_hidden_states, all_attentions, _ = run_blocks(
             self.layers,
             hidden_states,
             attention_mask=mask,

@@ -50,6 +50,7 @@ from .layers import (
     LearnedPositionEmbedding,
     TransformerBlock,
     check_index_range,
+    default_position_ids,
     merge_choices,
     run_blocks,
 )
@@ -123,19 +124,6 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         )
         self.post_init()
 
-    def _position_ids(
-        self, position_ids: torch.Tensor | None, past_length: int, length: int, device
-    ) -> torch.Tensor:
-        limit = self.config.max_position_embeddings
-        if position_ids is None:
-            if past_length + length > limit:
-                raise ValueError(
-                    f"sequence of length {past_length + length} ({past_length} cached + {length} "
-                    f"new tokens) is longer than max_position_embeddings ({limit})"
-                )
-            position_ids = torch.arange(past_length, past_length + length, device=device)[None]
-        return position_ids  # (B or 1, T)
-
     @can_return_tuple
     def forward(
         self,
@@ -170,7 +158,10 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             cache = DynamicCache(config=config)
         past_length = cache.get_seq_length() if cache is not None else 0
 
-        position_ids = self._position_ids(position_ids, past_length, T, inputs_embeds.device)
+        if position_ids is None:
+            position_ids = default_position_ids(
+                past_length, T, config.max_position_embeddings, inputs_embeds.device
+            )
         hidden_states = inputs_embeds + self.positions_embed(position_ids)  # h_0 = U W_e + W_p
         if token_type_ids is not None:
             check_index_range(token_type_ids, config.vocab_size, "token_type_ids")
@@ -178,7 +169,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         hidden_states = self.dropout(hidden_states)
         mask = make_attention_mask(attention_mask, B, T, past_length + T, causal=True)
 
-        hidden_states, all_hidden_states, all_attentions = run_blocks(
+        hidden_states, all_hidden_states, all_attentions, _ = run_blocks(
             self.layers,
             hidden_states,
             attention_mask=mask,

@@ -77,3 +77,37 @@ def train_wordpiece(
         model_input_names=["input_ids", "token_type_ids", "attention_mask"],
         **BERT_SPECIAL_TOKENS,
     )
+
+
+TRANSLATION_SPECIAL_TOKENS = {
+    "pad_token": "<pad>",
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+}
+
+
+def train_translation_bpe(
+    texts: Iterable[str], vocab_size: int, show_progress: bool = True
+) -> PreTrainedTokenizerFast:
+    """A BPE tokenizer shared by the source and the target language (the Transformer's joint
+    vocabulary, §5.1), in SentencePiece's style: NFKC normalisation, words marked by a leading "▁"
+    so that decoding restores the spacing, digits kept apart, and the special tokens <pad> (id 0),
+    <s> (1, the decoder start), </s> (2, appended to every encoded sentence) and <unk> (3,
+    characters never seen)."""
+    specials = list(TRANSLATION_SPECIAL_TOKENS.values())
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.NFKC()
+    # Digits stay single tokens, so numbers are spelled rather than memorised as wholes.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Metaspace(), pre_tokenizers.Digits(individual_digits=True)]
+    )
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=show_progress
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", tokenizer.token_to_id("</s>"))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **TRANSLATION_SPECIAL_TOKENS)

@@ -1,0 +1,446 @@
+"""The Transformer: Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser and Polosukhin 2017,
+"Attention Is All You Need".
+
+Notation: B batch, S source length, T target length, C hidden size (d_model), V vocabulary, L
+layers, P positions.
+
+An encoder maps the source tokens x to continuous representations z; a decoder generates the target
+y one token at a time, auto-regressively, from z and the tokens generated so far (§3):
+    encoder (§3.1): h_0 = E[x] sqrt(d_model) + PE,  h_l = FFN(SelfAttn(h_{l-1})) with Add & Norm;
+    decoder (§3.1): g_0 = E[y] sqrt(d_model) + PE,  g_l = FFN(CrossAttn(MaskedSelfAttn(g_{l-1}), z))
+    P(y_t | y_<t, x) = softmax(g_L E^T)_t (§3.4: the embeddings and the pre-softmax projection share
+    one matrix).
+Every sublayer is LayerNorm(x + Dropout(Sublayer(x))); the decoder's self-attention is masked so
+that position t sees positions <= t; cross-attention takes its queries from the decoder and its keys
+and values from the encoder output z (§3.2.3). PE are the fixed sinusoids of §3.5. The model is
+trained with label-smoothed cross-entropy (§5.4, eps_ls = 0.1) and decodes with beam search with a
+length penalty (§6.1), both through `generate()`.
+
+Faithful to the paper: post-LN blocks without a final LayerNorm, ReLU feed-forward, sinusoidal
+positions, embeddings scaled by sqrt(d_model), source / target / output matrices shared (one
+vocabulary), residual and embedding dropout, no attention dropout, label smoothing, Xavier-uniform
+linear layers.
+
+Differences from the paper:
+- Options for Marian (opus-mt) checkpoints, which are this architecture trained by Marian-NMT:
+  `sinusoid_layout="halves"` (sines then cosines instead of interleaved), `hidden_act="swish"`, and
+  `add_final_logits_bias` (a fixed bias on the logits).
+- `share_embeddings=False` gives separate source and target vocabularies (the output projection is
+  then tied to the target embedding).
+- `norm_first=True` selects pre-LN blocks with a final LayerNorm per stack; never the default.
+- The loss is the mean over target tokens; the paper's batches hold ~25,000 tokens, which is a
+  choice of the training script (`per_device_train_batch_size`, gradient accumulation), not of
+  the model.
+"""
+
+import math
+
+import torch
+from torch import nn
+from transformers import GenerationMixin
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
+from transformers.utils import can_return_tuple
+
+from .attention import make_attention_mask
+from .configuration_transformer import ScratchTransformerConfig
+from .layers import (
+    SinusoidalPositionEmbedding,
+    TransformerBlock,
+    check_index_range,
+    default_position_ids,
+    run_blocks,
+)
+from .losses import cross_entropy
+from .pretrained import ScratchPreTrainedModel
+
+
+def shift_right(labels: torch.Tensor, pad_token_id: int, start_token_id: int) -> torch.Tensor:
+    """The decoder inputs for teacher forcing: the target shifted one position right behind the
+    start token, so that position t sees y_<t and predicts y_t; ignored labels (-100) become
+    padding."""
+    decoder_input_ids = labels.new_full(labels.shape, start_token_id)
+    decoder_input_ids[:, 1:] = labels[:, :-1]
+    return decoder_input_ids.masked_fill_(decoder_input_ids == -100, pad_token_id)  # (B, T)
+
+
+class ScratchTransformerPreTrainedModel(ScratchPreTrainedModel):
+    config_class = ScratchTransformerConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TransformerBlock"]
+    _supports_sdpa = True
+    auto_classes = {
+        "AutoModel": "ScratchTransformerModel",
+        "AutoModelForSeq2SeqLM": "ScratchTransformerForConditionalGeneration",
+    }
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Xavier-uniform linear layers with zero biases; token embeddings N(0, d_model^-0.5) (times
+        sqrt(d_model) in the forward: unit variance, the tensor2tensor convention); unit
+        LayerNorms; the sinusoid tables rebuilt; a zero final logits bias."""
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            std = self.config.init_std or self.config.hidden_size**-0.5
+            init.normal_(module.weight, mean=0.0, std=std)
+        else:
+            super()._init_weights(module)
+        if getattr(module, "final_logits_bias", None) is not None:
+            init.zeros_(module.final_logits_bias)
+
+
+class _TransformerStack(nn.Module):
+    """What the encoder and the decoder share: token embedding, positions, dropout, the blocks and,
+    in the pre-LN layout only, a final LayerNorm."""
+
+    def __init__(
+        self, config: ScratchTransformerConfig, vocab_size: int, num_layers: int, is_decoder: bool
+    ):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(vocab_size, config.hidden_size)  # E
+        self.embed_scale = math.sqrt(config.hidden_size) if config.scale_embedding else 1.0
+        self.embed_positions = SinusoidalPositionEmbedding(
+            config.max_position_embeddings,
+            config.hidden_size,
+            interleaved=config.sinusoid_layout == "interleaved",
+        )  # PE
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList(
+            TransformerBlock(
+                config, is_causal=is_decoder, has_cross_attention=is_decoder, layer_idx=i
+            )
+            for i in range(num_layers)
+        )
+        self.final_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+            if config.norm_first
+            else None
+        )
+
+    def _embed(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, past_length: int
+    ) -> torch.Tensor:
+        """Dropout(E[x] sqrt(d_model) + PE) (§3.4, §3.5, §5.4): (B, L) -> (B, L, C)."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            check_index_range(input_ids, self.embed_tokens.num_embeddings, "input_ids")
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, L, C)
+        position_ids = default_position_ids(
+            past_length,
+            inputs_embeds.shape[1],
+            self.config.max_position_embeddings,
+            inputs_embeds.device,
+        )
+        hidden_states = inputs_embeds * self.embed_scale + self.embed_positions(position_ids)
+        return self.dropout(hidden_states)
+
+    def _output_flags(self, output_attentions, output_hidden_states) -> tuple[bool, bool]:
+        config = self.config
+        return (
+            config.output_attentions if output_attentions is None else output_attentions,
+            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+        )
+
+
+class ScratchTransformerEncoder(_TransformerStack):
+    """N blocks of self-attention over the whole source and a feed-forward network (§3.1):
+    (B, S) -> z (B, S, C)."""
+
+    def __init__(self, config: ScratchTransformerConfig):
+        super().__init__(config, config.vocab_size, config.encoder_layers, is_decoder=False)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> BaseModelOutput:
+        output_attentions, output_hidden_states = self._output_flags(
+            output_attentions, output_hidden_states
+        )
+        hidden_states = self._embed(input_ids, inputs_embeds, past_length=0)
+        B, S, _ = hidden_states.shape
+        mask = make_attention_mask(attention_mask, B, S, S, causal=False)  # padding: (B, 1, 1, S)
+        hidden_states, all_hidden_states, all_attentions, _ = run_blocks(
+            self.layers,
+            hidden_states,
+            attention_mask=mask,
+            final_norm=self.final_norm,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        return BaseModelOutput(
+            last_hidden_state=hidden_states,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
+
+
+class ScratchTransformerDecoder(_TransformerStack):
+    """N blocks of masked self-attention, cross-attention over the encoder output z and a
+    feed-forward network (§3.1): (B, T) and z (B, S, C) -> (B, T, C).
+
+    With a cache (`EncoderDecoderCache`), the self-attention keys and values of earlier steps are
+    kept and grow by one position per step, and the cross-attention keys and values of z are
+    computed once per sequence.
+    """
+
+    def __init__(self, config: ScratchTransformerConfig):
+        super().__init__(config, config.decoder_vocab_size, config.decoder_layers, is_decoder=True)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        config = self.config
+        output_attentions, output_hidden_states = self._output_flags(
+            output_attentions, output_hidden_states
+        )
+        use_cache = config.use_cache if use_cache is None else use_cache
+        if self.training and any(layer.gradient_checkpointing for layer in self.layers):
+            use_cache = False  # a cache written during the backward replay would be written twice
+        if encoder_hidden_states is None:
+            raise ValueError("the decoder needs encoder_hidden_states (the encoder output z)")
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+        past_length = cache.get_seq_length() if cache is not None else 0
+
+        hidden_states = self._embed(input_ids, inputs_embeds, past_length)
+        B, T, _ = hidden_states.shape
+        S = encoder_hidden_states.shape[1]
+        if encoder_hidden_states.shape[0] != B:
+            raise ValueError(
+                f"the encoder output has batch size {encoder_hidden_states.shape[0]} but the "
+                f"decoder input has {B}"
+            )
+        self_mask = make_attention_mask(attention_mask, B, T, past_length + T, causal=True)
+        cross_mask = make_attention_mask(encoder_attention_mask, B, T, S, causal=False)
+
+        hidden_states, all_hidden_states, all_attentions, all_cross_attentions = run_blocks(
+            self.layers,
+            hidden_states,
+            attention_mask=self_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=cross_mask,
+            cache=cache if use_cache else None,
+            final_norm=self.final_norm,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+        )
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            cache=cache if use_cache else None,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+            cross_attentions=all_cross_attentions,
+        )
+
+
+class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
+    """Encoder and decoder (Figure 1, without the output projection): returns the decoder's last
+    hidden states (B, T, C) and the encoder output z (B, S, C)."""
+
+    _auto_class = "AutoModel"
+
+    def __init__(self, config: ScratchTransformerConfig):
+        super().__init__(config)
+        self.encoder = ScratchTransformerEncoder(config)
+        self.decoder = ScratchTransformerDecoder(config)
+        if config.share_embeddings:  # one vocabulary: the decoder reads the encoder's matrix
+            self._tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
+        if self.config.share_embeddings:
+            self.decoder.embed_tokens = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: tuple | BaseModelOutput | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+    ) -> Seq2SeqModelOutput:
+        r"""attention_mask (B, S): 1 for source tokens, 0 for padding; it masks the keys of the
+        encoder's self-attention and of the decoder's cross-attention.
+        decoder_attention_mask (B, past + T): 1 for target tokens (the causal mask is added).
+        encoder_outputs: a precomputed encoder output (`generate()` encodes the source once)."""
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        encoder_hidden_states = encoder_outputs.last_hidden_state
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_hidden_states,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class ScratchTransformerForConditionalGeneration(
+    ScratchTransformerPreTrainedModel, GenerationMixin
+):
+    """The translation model P(y_t | y_<t, x) = softmax(g_L E^T [+ final logits bias]) (§3.4),
+    trained with label-smoothed cross-entropy (§5.4) and decoded by `generate()`: greedy, beam
+    search with a length penalty (`num_beams`, `length_penalty`), sampling."""
+
+    _auto_class = "AutoModelForSeq2SeqLM"
+    # A mean over labelled target tokens: with the Trainer's `num_items_in_batch` it divides the
+    # summed loss by the token count of the whole accumulated batch, exact under accumulation.
+    accepts_loss_kwargs = True
+
+    def __init__(self, config: ScratchTransformerConfig):
+        super().__init__(config)
+        self.model = ScratchTransformerModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.decoder_vocab_size, bias=False)  # E^T
+        self._tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
+        if config.share_embeddings:
+            self._tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
+        # Marian's fixed bias on the logits: saved with the weights, not trained.
+        self.final_logits_bias = (
+            nn.Buffer(torch.zeros(1, config.decoder_vocab_size))
+            if config.add_final_logits_bias
+            else None
+        )
+        self.post_init()
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Teacher-forcing decoder inputs, for `DataCollatorForSeq2Seq(tokenizer, model=model)`."""
+        return shift_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: tuple | BaseModelOutput | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        r"""labels (B, T): the target tokens, -100 where nothing is predicted (padding). Without
+        `decoder_input_ids`, the decoder reads the labels shifted right behind the start token. The
+        loss is the label-smoothed cross-entropy (eps = `config.label_smoothing`), the mean over
+        labelled tokens.
+        logits_to_keep: project only the last n positions to the vocabulary (`generate()` passes 1).
+        """
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state
+        if isinstance(logits_to_keep, int):
+            hidden_states = hidden_states[:, -logits_to_keep:]  # 0 keeps every position
+        else:
+            hidden_states = hidden_states[:, logits_to_keep]
+        logits = self.lm_head(hidden_states)  # (B, T, V)
+        if self.final_logits_bias is not None:
+            logits = logits + self.final_logits_bias
+        loss = None
+        if labels is not None:
+            loss = cross_entropy(
+                logits,
+                labels,
+                label_smoothing=self.config.label_smoothing,
+                num_items_in_batch=kwargs.get("num_items_in_batch"),
+            )
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+
+__all__ = [
+    "ScratchTransformerForConditionalGeneration",
+    "ScratchTransformerModel",
+    "ScratchTransformerPreTrainedModel",
+]
