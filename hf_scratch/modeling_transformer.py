@@ -36,6 +36,7 @@ Differences from the paper:
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 from transformers import initialization as init
@@ -415,9 +416,9 @@ class ScratchTransformerForConditionalGeneration(
             hidden_states = hidden_states[:, -logits_to_keep:]  # 0 keeps every position
         else:
             hidden_states = hidden_states[:, logits_to_keep]
-        logits = self.lm_head(hidden_states)  # (B, T, V)
-        if self.final_logits_bias is not None:
-            logits = logits + self.final_logits_bias
+        # E^T, plus Marian's bias inside the same matrix product (one pass over the logits)
+        bias = None if self.final_logits_bias is None else self.final_logits_bias[0]
+        logits = F.linear(hidden_states, self.lm_head.weight, bias)  # (B, T, V)
         loss = None
         if labels is not None:
             loss = cross_entropy(
