@@ -256,10 +256,13 @@ class MultiHeadAttention(nn.Module):
         return implementation
 
     def _split_heads(self, projected: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
-        """(B, L, parts * C) -> `parts` tensors of (B, H, L, D)."""
+        """(B, L, parts * C) -> `parts` tensors of (B, H, L, D).
+
+        Unbinding the (B, L, parts, H, D) view along `parts` lets the backward pass stack the
+        gradients straight into the projection's layout, one copy."""
         B, L, _ = projected.shape
         projected = projected.view(B, L, parts, self.num_heads, self.head_dim)
-        return projected.permute(2, 0, 3, 1, 4).unbind(0)  # parts x (B, H, L, D)
+        return tuple(part.transpose(1, 2) for part in projected.unbind(2))  # (B, H, L, D) each
 
     def _project_cross_key_value(
         self, key_value_states: torch.Tensor, cache: Cache | None

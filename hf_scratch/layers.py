@@ -53,15 +53,21 @@ def check_index_range(ids: torch.Tensor, limit: int, name: str) -> None:
         raise ValueError(f"{name} contains {bad}, outside the valid range [0, {limit})")
 
 
-def default_position_ids(past_length: int, length: int, limit: int, device) -> torch.Tensor:
-    """Positions past_length, ..., past_length + length - 1 of a sequence that continues a cache:
-    (1, T). Raises a ValueError when the sequence runs past the `limit` positions of the table."""
+def check_sequence_length(past_length: int, length: int, limit: int) -> None:
+    """Raise a ValueError when `length` new tokens after `past_length` cached ones run past the
+    `limit` positions of the position table."""
     if past_length + length > limit:
         cached = f" ({past_length} cached + {length} new tokens)" if past_length else ""
         raise ValueError(
             f"sequence of length {past_length + length}{cached} is longer than "
             f"max_position_embeddings ({limit})"
         )
+
+
+def default_position_ids(past_length: int, length: int, limit: int, device) -> torch.Tensor:
+    """Positions past_length, ..., past_length + length - 1 of a sequence that continues a cache:
+    (1, T), checked against the `limit` positions of the table."""
+    check_sequence_length(past_length, length, limit)
     return torch.arange(past_length, past_length + length, device=device)[None]  # (1, T)
 
 

@@ -36,7 +36,6 @@ Differences from the paper:
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 from transformers import initialization as init
@@ -55,7 +54,7 @@ from .layers import (
     SinusoidalPositionEmbedding,
     TransformerBlock,
     check_index_range,
-    default_position_ids,
+    check_sequence_length,
     run_blocks,
 )
 from .losses import cross_entropy
@@ -138,14 +137,12 @@ class _TransformerStack(nn.Module):
         if input_ids is not None:
             check_index_range(input_ids, self.embed_tokens.num_embeddings, "input_ids")
             inputs_embeds = self.embed_tokens(input_ids)  # (B, L, C)
-        position_ids = default_position_ids(
-            past_length,
-            inputs_embeds.shape[1],
-            self.config.max_position_embeddings,
-            inputs_embeds.device,
+        end = past_length + inputs_embeds.shape[1]
+        check_sequence_length(
+            past_length, inputs_embeds.shape[1], self.embed_positions.num_positions
         )
-        hidden_states = inputs_embeds * self.embed_scale + self.embed_positions(position_ids)
-        return self.dropout(hidden_states)
+        positions = self.embed_positions.weight[past_length:end]  # PE of past .. end - 1: (L, C)
+        return self.dropout(inputs_embeds * self.embed_scale + positions)
 
     def _output_flags(self, output_attentions, output_hidden_states) -> tuple[bool, bool]:
         config = self.config
@@ -283,6 +280,49 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         if self.config.share_embeddings:
             self.decoder.embed_tokens = value
 
+    def _encode_decode(
+        self,
+        input_ids,
+        attention_mask,
+        decoder_input_ids,
+        decoder_attention_mask,
+        encoder_outputs,
+        cache,
+        inputs_embeds,
+        decoder_inputs_embeds,
+        use_cache,
+        output_attentions,
+        output_hidden_states,
+    ) -> tuple[BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions]:
+        """z = encoder(x), unless given (`generate()` encodes the source once); then the decoder
+        over the target and z. Shared by this model's forward and the translation head's, which
+        builds its own output instead of unpacking this model's (one output object less per
+        decoding step)."""
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        return encoder_outputs, decoder_outputs
+
     @can_return_tuple
     def forward(
         self,
@@ -302,29 +342,18 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         encoder's self-attention and of the decoder's cross-attention.
         decoder_attention_mask (B, past + T): 1 for target tokens (the causal mask is added).
         encoder_outputs: a precomputed encoder output (`generate()` encodes the source once)."""
-        if encoder_outputs is None:
-            encoder_outputs = self.encoder(
-                input_ids,
-                attention_mask=attention_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                return_dict=True,
-            )
-        elif not isinstance(encoder_outputs, BaseModelOutput):
-            encoder_outputs = BaseModelOutput(*encoder_outputs)
-        encoder_hidden_states = encoder_outputs.last_hidden_state
-        decoder_outputs = self.decoder(
+        encoder_outputs, decoder_outputs = self._encode_decode(
+            input_ids,
+            attention_mask,
             decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=attention_mask,
-            cache=cache,
-            inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
+            decoder_attention_mask,
+            encoder_outputs,
+            cache,
+            inputs_embeds,
+            decoder_inputs_embeds,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
@@ -332,7 +361,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
-            encoder_last_hidden_state=encoder_hidden_states,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
         )
@@ -397,28 +426,28 @@ class ScratchTransformerForConditionalGeneration(
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        outputs = self.model(
+        encoder_outputs, decoder_outputs = self.model._encode_decode(
             input_ids,
-            attention_mask=attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            decoder_attention_mask=decoder_attention_mask,
-            encoder_outputs=encoder_outputs,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
+            attention_mask,
+            decoder_input_ids,
+            decoder_attention_mask,
+            encoder_outputs,
+            cache,
+            inputs_embeds,
+            decoder_inputs_embeds,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
         )
-        hidden_states = outputs.last_hidden_state
+        hidden_states = decoder_outputs.last_hidden_state
         if isinstance(logits_to_keep, int):
             hidden_states = hidden_states[:, -logits_to_keep:]  # 0 keeps every position
         else:
             hidden_states = hidden_states[:, logits_to_keep]
-        # E^T, plus Marian's bias inside the same matrix product (one pass over the logits)
-        bias = None if self.final_logits_bias is None else self.final_logits_bias[0]
-        logits = F.linear(hidden_states, self.lm_head.weight, bias)  # (B, T, V)
+        logits = self.lm_head(hidden_states)  # E^T: (B, T, V)
+        if self.final_logits_bias is not None:
+            # In place: the bias is a constant, and the logits are the model's largest tensor.
+            logits.add_(self.final_logits_bias)
         loss = None
         if labels is not None:
             loss = cross_entropy(
@@ -430,13 +459,13 @@ class ScratchTransformerForConditionalGeneration(
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
+            cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
         )
 
 
