@@ -18,8 +18,9 @@ import argparse
 
 import torch
 from common import (
+    COMPARISON_HEADER,
     interleaved_medians,
-    matmul_peak_gflops,
+    machine_peak_gflops,
     print_table,
     step_peak_memory_mib,
     training_step,
@@ -166,20 +167,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
-    peak = matmul_peak_gflops(torch.float32)
-    threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, fp32 matmul peak {peak:.0f} GFLOP/s\n")
+    peak = machine_peak_gflops()
     print("tokens/s; ratio = ours/reference")
-    header = [
-        "benchmark",
-        "reference",
-        "ours",
-        "ratio",
-        "MFU ref / ours",
-        "MiB ref / ours",
-        "mem ratio",
-    ]
-    print_table(header, bench_pretraining(peak, repeats) + bench_inference(repeats))
+    print_table(COMPARISON_HEADER, bench_pretraining(peak, repeats) + bench_inference(repeats))
     print(
         "\nours, small config, one pre-training step on the same real tokens, half-padded or packed"
     )

@@ -20,8 +20,9 @@ import argparse
 
 import torch
 from common import (
+    COMPARISON_HEADER,
     interleaved_medians,
-    matmul_peak_gflops,
+    machine_peak_gflops,
     mfu,
     print_table,
     step_peak_memory_mib,
@@ -165,23 +166,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
-    peak = matmul_peak_gflops(torch.float32)
-    threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, fp32 matmul peak {peak:.0f} GFLOP/s\n")
-    header = [
-        "benchmark",
-        "reference",
-        "ours",
-        "ratio",
-        "MFU ref / ours",
-        "MiB ref / ours",
-        "mem ratio",
-    ]
+    peak = machine_peak_gflops()
     print("tokens/s (training, forward); ms per new token (generate)")
     rows = (
         bench_training(peak, repeats) + bench_inference(peak, repeats) + bench_generation(repeats)
     )
-    print_table(header, rows)
+    print_table(COMPARISON_HEADER, rows)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ import argparse
 
 import torch
 from common import (
+    COMPARISON_HEADER,
     interleaved_medians,
-    matmul_peak_gflops,
+    machine_peak_gflops,
     mfu,
     print_table,
     step_peak_memory_mib,
@@ -202,18 +203,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
-    peak = matmul_peak_gflops(torch.float32)
-    threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads, fp32 matmul peak {peak:.0f} GFLOP/s\n")
-    header = [
-        "benchmark",
-        "reference",
-        "ours",
-        "ratio",
-        "MFU ref / ours",
-        "MiB ref / ours",
-        "mem ratio",
-    ]
+    peak = machine_peak_gflops()
     print("tokens/s (training, forward); ms per new token (generate)")
     rows = []
     if args.only in (None, "train"):
@@ -223,7 +213,7 @@ def main() -> None:
     if args.only in (None, "generate"):
         rows += bench_generation(repeats, SMALL, "small")
         rows += bench_generation(repeats, BASE, "base")
-    print_table(header, rows)
+    print_table(COMPARISON_HEADER, rows)
 
 
 if __name__ == "__main__":

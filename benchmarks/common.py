@@ -55,6 +55,27 @@ def matmul_peak_gflops(
     return 2 * size**3 / best / 1e9
 
 
+# Columns of the model benchmarks' tables: ours against the reference implementation.
+COMPARISON_HEADER = [
+    "benchmark",
+    "reference",
+    "ours",
+    "ratio",
+    "MFU ref / ours",
+    "MiB ref / ours",
+    "mem ratio",
+]
+
+
+def machine_peak_gflops() -> float:
+    """The fp32 matmul peak of this machine, printed with the torch version and thread count that
+    every table depends on."""
+    peak = matmul_peak_gflops(torch.float32)
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, fp32 matmul peak {peak:.0f} GFLOP/s\n")
+    return peak
+
+
 def print_table(header: list[str], rows: list[list[object]]) -> None:
     """A Markdown table, so that it pastes into notes and READMEs as is."""
     cells = [header] + [

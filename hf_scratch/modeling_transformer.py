@@ -394,6 +394,28 @@ class ScratchTransformerForConditionalGeneration(
         )
         self.post_init()
 
+    def resize_token_embeddings(
+        self,
+        new_num_tokens: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        mean_resizing: bool = True,
+    ) -> nn.Embedding:
+        """Resize the source embedding (and, with one vocabulary, the target embedding, the output
+        projection, `decoder_vocab_size` and Marian's logits bias with it; new tokens get a zero
+        bias)."""
+        embeddings = super().resize_token_embeddings(
+            new_num_tokens, pad_to_multiple_of, mean_resizing
+        )
+        if self.config.share_embeddings:
+            size = self.config.vocab_size
+            self.config.decoder_vocab_size = size
+            if self.final_logits_bias is not None:
+                bias = self.final_logits_bias.new_zeros(1, size)
+                kept = min(size, self.final_logits_bias.shape[-1])
+                bias[:, :kept] = self.final_logits_bias[:, :kept]
+                self.final_logits_bias = nn.Buffer(bias)
+        return embeddings
+
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Teacher-forcing decoder inputs, for `DataCollatorForSeq2Seq(tokenizer, model=model)`."""
         return shift_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)

@@ -127,6 +127,7 @@ def _copy_block(ours, theirs, cross: bool) -> None:
         theirs.norm2.load_state_dict(ours.feed_forward_norm.state_dict())
 
 
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")  # nn.Transformer's own
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 def test_stacks_match_torch_nn_transformer(implementation):
     config = tiny_config(encoder_layers=2, decoder_layers=2, attn_implementation=implementation)
@@ -512,6 +513,31 @@ def test_tied_weights_survive_save_and_load(tmp_path):
     torch.testing.assert_close(embedding, model.lm_head.weight)
     table = loaded.model.decoder.embed_positions
     torch.testing.assert_close(table.weight, table.reset_table())
+
+
+def test_resizing_the_shared_vocabulary_keeps_everything_tied(tmp_path):
+    model = random_model(add_final_logits_bias=True)
+    model.final_logits_bias.normal_()
+    bias = model.final_logits_bias.clone()
+    model.resize_token_embeddings(VOCAB + 5)
+    assert model.config.vocab_size == model.config.decoder_vocab_size == VOCAB + 5
+    embedding = model.model.encoder.embed_tokens.weight
+    assert embedding.shape == (VOCAB + 5, 32)
+    assert (
+        model.lm_head.weight is embedding and model.model.decoder.embed_tokens.weight is embedding
+    )
+    assert torch.equal(model.final_logits_bias[:, :VOCAB], bias)
+    assert model.final_logits_bias[:, VOCAB:].abs().max() == 0
+    input_ids, attention_mask = source_batch()
+    input_ids[0, 0] = VOCAB + 4  # a new token
+    logits = model(input_ids, attention_mask=attention_mask, decoder_input_ids=input_ids).logits
+    assert logits.shape == (3, 9, VOCAB + 5)
+    model.save_pretrained(tmp_path)
+    reloaded = ScratchTransformerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    reloaded_logits = reloaded(
+        input_ids, attention_mask=attention_mask, decoder_input_ids=input_ids
+    ).logits
+    torch.testing.assert_close(reloaded_logits, logits)
 
 
 @pytest.mark.parametrize(
