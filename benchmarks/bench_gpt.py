@@ -21,6 +21,7 @@ import argparse
 import torch
 from common import (
     COMPARISON_HEADER,
+    generation_row,
     interleaved_medians,
     machine_peak_gflops,
     mfu,
@@ -133,30 +134,16 @@ def bench_generation(repeats: int) -> list[list]:
             torch.manual_seed(1)
             prompt = torch.randint(0, reference.config.vocab_size, (batch, 32))
             settings = dict(max_new_tokens=64, do_sample=False, pad_token_id=0)
-            generated = {
-                name: model.generate(prompt, **settings)
-                for name, model in (("ours", ours), ("reference", reference))
-            }
-            same = torch.equal(generated["ours"], generated["reference"])
-            times = interleaved_medians(
-                {
-                    "ours": lambda m=ours, p=prompt, s=settings: m.generate(p, **s),
-                    "reference": lambda m=reference, p=prompt, s=settings: m.generate(p, **s),
-                },
-                repeats=repeats,
-                warmup=1,
-                min_seconds=0,
-            )
             rows.append(
-                [
+                generation_row(
                     f"generate b{batch} vs {type(reference).__name__}",
-                    times["reference"] / 64 * 1e3,
-                    times["ours"] / 64 * 1e3,
-                    times["reference"] / times["ours"],
-                    "same tokens" if same else "TOKENS DIFFER",
-                    "",
-                    "",
-                ]
+                    ours,
+                    reference,
+                    {"input_ids": prompt},
+                    settings,
+                    new_tokens=64,
+                    repeats=repeats,
+                )
             )
     return rows
 

@@ -22,6 +22,7 @@ import argparse
 import torch
 from common import (
     COMPARISON_HEADER,
+    generation_row,
     interleaved_medians,
     machine_peak_gflops,
     mfu,
@@ -166,31 +167,17 @@ def bench_generation(repeats: int, sizes: dict, name: str) -> list[list]:
             settings = dict(
                 max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, num_beams=num_beams
             )
-            generated = {
-                label: model.generate(**source, **settings)
-                for label, model in (("ours", ours), ("reference", reference))
-            }
-            same = torch.equal(generated["ours"], generated["reference"])
-            times = interleaved_medians(
-                {
-                    label: lambda m=model, x=source, s=settings: m.generate(**x, **s)
-                    for label, model in (("ours", ours), ("reference", reference))
-                },
-                repeats=repeats,
-                warmup=1,
-                min_seconds=0,
-            )
             search = "greedy" if num_beams == 1 else f"beam {num_beams}"
             rows.append(
-                [
+                generation_row(
                     f"generate {search} b{batch_size}, {name}",
-                    times["reference"] / NEW_TOKENS * 1e3,
-                    times["ours"] / NEW_TOKENS * 1e3,
-                    times["reference"] / times["ours"],
-                    "same tokens" if same else "TOKENS DIFFER",
-                    "",
-                    "",
-                ]
+                    ours,
+                    reference,
+                    source,
+                    settings,
+                    NEW_TOKENS,
+                    repeats,
+                )
             )
     return rows
 

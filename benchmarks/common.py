@@ -132,3 +132,28 @@ def training_step(model, batch: dict[str, torch.Tensor]):
         optimizer.zero_grad(set_to_none=True)
 
     return step
+
+
+def generation_row(
+    label: str, ours, reference, inputs: dict, settings: dict, new_tokens: int, repeats: int
+) -> list:
+    """One table row for `generate()`: the reference's and our milliseconds per new token, their
+    ratio, and whether both produced the same tokens. `inputs` and `settings` are passed to both."""
+    models = {"ours": ours, "reference": reference}
+    generated = {name: model.generate(**inputs, **settings) for name, model in models.items()}
+    same = torch.equal(generated["ours"], generated["reference"])
+    times = interleaved_medians(
+        {name: lambda m=model: m.generate(**inputs, **settings) for name, model in models.items()},
+        repeats=repeats,
+        warmup=1,
+        min_seconds=0,
+    )
+    return [
+        label,
+        times["reference"] / new_tokens * 1e3,
+        times["ours"] / new_tokens * 1e3,
+        times["reference"] / times["ours"],
+        "same tokens" if same else "TOKENS DIFFER",
+        "",
+        "",
+    ]
