@@ -126,6 +126,12 @@ class SinusoidalPositionEmbedding(nn.Module):
         check_index_range(position_ids, self.num_positions, "position_ids")
         return self.weight[position_ids]  # (B, T) -> (B, T, C)
 
+    def span(self, start: int, length: int) -> torch.Tensor:
+        """The encodings of positions start, ..., start + length - 1, a slice of the table with one
+        range check (a sequence continuing a cache): (T, C)."""
+        check_sequence_length(start, length, self.num_positions)
+        return self.weight[start : start + length]
+
 
 class LearnedPositionEmbedding(nn.Embedding):
     """Learned absolute position embeddings W_p (GPT: h_0 = U W_e + W_p; BERT), looked up by

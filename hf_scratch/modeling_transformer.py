@@ -54,7 +54,6 @@ from .layers import (
     SinusoidalPositionEmbedding,
     TransformerBlock,
     check_index_range,
-    check_sequence_length,
     run_blocks,
 )
 from .losses import cross_entropy
@@ -137,11 +136,7 @@ class _TransformerStack(nn.Module):
         if input_ids is not None:
             check_index_range(input_ids, self.embed_tokens.num_embeddings, "input_ids")
             inputs_embeds = self.embed_tokens(input_ids)  # (B, L, C)
-        end = past_length + inputs_embeds.shape[1]
-        check_sequence_length(
-            past_length, inputs_embeds.shape[1], self.embed_positions.num_positions
-        )
-        positions = self.embed_positions.weight[past_length:end]  # PE of past .. end - 1: (L, C)
+        positions = self.embed_positions.span(past_length, inputs_embeds.shape[1])  # PE: (L, C)
         return self.dropout(inputs_embeds * self.embed_scale + positions)
 
     def _output_flags(self, output_attentions, output_hidden_states) -> tuple[bool, bool]:
