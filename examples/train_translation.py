@@ -39,7 +39,7 @@ from transformers import (
 
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch.data import TranslationDataArguments, load_translation_data
-from hf_scratch.metrics import translation_metrics
+from hf_scratch.metrics import decode_token_ids, translation_metrics
 from hf_scratch.tokenization import train_translation_bpe
 from hf_scratch.training import (
     PretrainingModelArguments,
@@ -167,9 +167,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 def print_samples(pairs, predictions, tokenizer, count: int) -> None:
-    predictions = predictions.clip(min=0)  # -100 marks padding between batches
-    for index in range(min(count, len(pairs))):
-        hypothesis = tokenizer.decode(predictions[index], skip_special_tokens=True)
+    count = min(count, len(pairs))
+    for index, hypothesis in enumerate(decode_token_ids(tokenizer, predictions[:count])):
         print(f"source:     {pairs[index]['source']}")
         print(f"reference:  {pairs[index]['target']}")
         print(f"hypothesis: {hypothesis}\n")

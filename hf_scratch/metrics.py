@@ -16,6 +16,14 @@ def classification_metrics(prediction) -> dict[str, float]:
     return metrics
 
 
+def decode_token_ids(tokenizer, ids: np.ndarray) -> list[str]:
+    """Texts of a batch of generated or label ids, special tokens dropped; the -100 that pads labels
+    and predictions gathered across batches of different lengths is read as padding."""
+    return tokenizer.batch_decode(
+        np.where(ids < 0, tokenizer.pad_token_id, ids), skip_special_tokens=True
+    )
+
+
 def translation_metrics(tokenizer):
     """`compute_metrics` for a Seq2SeqTrainer with `predict_with_generate`: corpus BLEU and chrF of
     the detokenized outputs against the references (sacreBLEU's defaults: 13a tokenization, which is
@@ -24,18 +32,16 @@ def translation_metrics(tokenizer):
     import sacrebleu
 
     def compute(prediction) -> dict[str, float]:
-        predictions, labels = prediction.predictions, prediction.label_ids
-        pad = tokenizer.pad_token_id
-        predictions = np.where(predictions < 0, pad, predictions)  # -100 from padding across steps
-        labels = np.where(labels < 0, pad, labels)
-        hypotheses = tokenizer.batch_decode(predictions, skip_special_tokens=True)
-        references = tokenizer.batch_decode(labels, skip_special_tokens=True)
+        predictions = prediction.predictions
+        hypotheses = decode_token_ids(tokenizer, predictions)
+        references = decode_token_ids(tokenizer, prediction.label_ids)
+        generated = (predictions >= 0) & np.isin(
+            predictions, tokenizer.all_special_ids, invert=True
+        )
         return {
             "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
             "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
-            "gen_len": float(
-                np.isin(predictions, tokenizer.all_special_ids, invert=True).sum(-1).mean()
-            ),
+            "gen_len": float(generated.sum(-1).mean()),
         }
 
     return compute

@@ -119,6 +119,8 @@ def test_bleu_and_chrf_of_generated_ids():
     perfect = compute(EvalPrediction(np.concatenate([start, np.maximum(labels, 0)], 1), labels))
     assert perfect["bleu"] == pytest.approx(100.0) and perfect["chrf"] == pytest.approx(100.0)
     assert perfect["gen_len"] == len(tokenizer(references[0])["input_ids"]) - 1  # without </s>
+    gathered = np.concatenate([start, np.maximum(labels, 0), np.full((2, 3), -100)], 1)
+    assert compute(EvalPrediction(gathered, labels)) == perfect  # padding across batches ignored
     wrong = tokenizer(text_target=["1999-01-03", "1820-12-31"], padding=True)["input_ids"]
     partial = compute(EvalPrediction(np.array(wrong), labels))
     assert 0 < partial["bleu"] < 100 and 0 < partial["chrf"] < 100
