@@ -194,11 +194,12 @@ class MultiHeadAttention(nn.Module):
     """MultiHead(Q, K, V) = Concat(head_1, ..., head_H) W^O, head_h = Attention(Q W_Q^h, K W_K^h, V
     W_V^h) (Vaswani et al. 2017, §3.2.2), with Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V.
 
-    The per-head projections of all heads are one matrix each (W_Q = [W_Q^1 .. W_Q^H], C x C), and
-    the three are stored stacked as `qkv_proj` = [W_Q; W_K; W_V] (3C x C) so that self-attention
-    computes Q, K and V in one matrix product; cross-attention applies the W_Q rows to the decoder
-    states and the [W_K; W_V] rows to the encoder output. This is also the layout of
-    `torch.nn.MultiheadAttention.in_proj_weight`.
+    The per-head projections of all heads are one matrix each (W_Q = [W_Q^1 .. W_Q^H], C x C).
+    Self-attention stores the three stacked as `qkv_proj` = [W_Q; W_K; W_V] (3C x C), the layout of
+    `torch.nn.MultiheadAttention.in_proj_weight`, and computes Q, K and V in one matrix product.
+    Cross-attention projects two different inputs, so it has `q_proj` (W_Q, for the decoder
+    states) and `kv_proj` ([W_K; W_V], 2C x C, for the encoder output). Every projection is an
+    `nn.Linear` called as a module, so adapters that wrap linear layers (PEFT's LoRA) see them all.
 
     Reads from `config`: `hidden_size`, `num_attention_heads`, `attention_probs_dropout_prob` and,
     at every call, `_attn_implementation` ("eager" or "sdpa"), so `model.set_attn_implementation`
@@ -239,7 +240,11 @@ class MultiHeadAttention(nn.Module):
         self.is_cross_attention = is_cross_attention
         self.layer_idx = layer_idx
         self.dropout = config.attention_probs_dropout_prob
-        self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size)  # [W_Q; W_K; W_V]
+        if is_cross_attention:
+            self.q_proj = nn.Linear(hidden_size, hidden_size)  # W_Q
+            self.kv_proj = nn.Linear(hidden_size, 2 * hidden_size)  # [W_K; W_V]
+        else:
+            self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size)  # [W_Q; W_K; W_V]
         self.out_proj = nn.Linear(hidden_size, hidden_size)  # W^O
         self.score = ScaledDotScore()
 
@@ -276,10 +281,7 @@ class MultiHeadAttention(nn.Module):
         if cache is not None and cache.is_updated.get(self.layer_idx):
             layer = cache.cross_attention_cache.layers[self.layer_idx]
             return layer.keys, layer.values
-        hidden_size = self.out_proj.in_features
-        key_value = F.linear(
-            key_value_states, self.qkv_proj.weight[hidden_size:], self.qkv_proj.bias[hidden_size:]
-        )  # (B, S, 2C)
+        key_value = self.kv_proj(key_value_states)  # (B, S, 2C)
         key, value = self._split_heads(key_value, 2)  # (B, H, S, D) each
         if cache is not None:
             key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
@@ -313,8 +315,8 @@ class MultiHeadAttention(nn.Module):
         if self.is_cross_attention:
             if key_value_states is None:
                 raise ValueError("cross-attention needs key_value_states (the encoder output)")
-            query = F.linear(hidden_states, self.qkv_proj.weight[:C], self.qkv_proj.bias[:C])
-            query = query.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+            query = self.q_proj(hidden_states).view(B, T, self.num_heads, self.head_dim)
+            query = query.transpose(1, 2)  # (B, H, T, D)
             key, value = self._project_cross_key_value(key_value_states, cache)  # (B, H, S, D)
         else:
             query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)  # (B, H, T, D)

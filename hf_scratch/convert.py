@@ -17,7 +17,8 @@ GPT in the GPT-1 layout or the GPT-2 layout (`norm_first=True`). OpenAI's `Conv1
 their weights as (in, out) and are transposed; their fused c_attn [W_Q | W_K | W_V] is exactly our
 `qkv_proj` once transposed. Marian (`MarianMTModel`, `MarianModel`: the opus-mt checkpoints) becomes
 the hf_scratch Transformer with Marian's options (sines-then-cosines positions, its activation, the
-final logits bias); its q/k/v projections are stacked like BERT's. The generation settings
+final logits bias); its self-attention q/k/v projections are stacked like BERT's, and its
+cross-attention k/v into our `kv_proj`. The generation settings
 (`generation_config.json`: beams, forced EOS, banned pad token) travel with the weights.
 
 Converting a state dict renames every tensor by the rules below and fails with the list of tensors
@@ -190,7 +191,8 @@ MARIAN_RULES = [
     _marian_layer_rule("self_attn.qkv.{p}", "self_attn.qkv_proj.{p}"),
     _marian_layer_rule("self_attn.out_proj.{p}", "self_attn.out_proj.{p}"),
     _marian_layer_rule("self_attn_layer_norm.{p}", "self_attn_norm.{p}"),
-    _marian_layer_rule("encoder_attn.qkv.{p}", "cross_attn.qkv_proj.{p}"),
+    _marian_layer_rule("encoder_attn.q_proj.{p}", "cross_attn.q_proj.{p}"),
+    _marian_layer_rule("encoder_attn.kv.{p}", "cross_attn.kv_proj.{p}"),
     _marian_layer_rule("encoder_attn.out_proj.{p}", "cross_attn.out_proj.{p}"),
     _marian_layer_rule("encoder_attn_layer_norm.{p}", "cross_attn_norm.{p}"),
     _marian_layer_rule("fc1.{p}", "feed_forward.fc1.{p}"),
@@ -199,9 +201,9 @@ MARIAN_RULES = [
     Rule("lm_head.weight", "lm_head.weight"),
     Rule("final_logits_bias", "final_logits_bias"),
 ]
-MARIAN_QKV = tuple(
-    ((f"{attention}.q_proj", f"{attention}.k_proj", f"{attention}.v_proj"), f"{attention}.qkv")
-    for attention in ("self_attn", "encoder_attn")
+MARIAN_QKV = (
+    (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), "self_attn.qkv"),
+    (("encoder_attn.k_proj", "encoder_attn.v_proj"), "encoder_attn.kv"),
 )
 
 # Tensors the reference classes compute themselves rather than learn (causal-mask tables, Marian's

@@ -36,6 +36,17 @@ def block_config(
     )
 
 
+def copy_attention_into_torch(ours, reference: torch.nn.MultiheadAttention) -> None:
+    """Our MultiHeadAttention's weights into `torch.nn.MultiheadAttention`, whose in_proj_weight
+    stacks [W_Q; W_K; W_V] (our self-attention's `qkv_proj`; cross-attention's q_proj + kv_proj)."""
+    projections = [ours.q_proj, ours.kv_proj] if ours.is_cross_attention else [ours.qkv_proj]
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(torch.cat([p.weight for p in projections]))
+        reference.in_proj_bias.copy_(torch.cat([p.bias for p in projections]))
+        reference.out_proj.weight.copy_(ours.out_proj.weight)
+        reference.out_proj.bias.copy_(ours.out_proj.bias)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -165,3 +176,24 @@ def assert_accumulation_matches_one_large_batch(make_model, dataset, output_dir:
         torch.testing.assert_close(updates[4][name], value, atol=1e-6, rtol=1e-5, msg=name)
         moved |= not torch.equal(value, initial[name])
     assert moved
+
+
+def tiny_transformer_config(**overrides):
+    from hf_scratch import ScratchTransformerConfig
+
+    values = dict(
+        vocab_size=61,
+        max_position_embeddings=40,
+        hidden_size=32,
+        encoder_layers=2,
+        decoder_layers=3,
+        num_attention_heads=4,
+        intermediate_size=48,
+        hidden_dropout_prob=0.0,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    values.update(overrides)
+    return ScratchTransformerConfig(**values)

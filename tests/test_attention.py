@@ -6,7 +6,7 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import block_config
+from conftest import block_config, copy_attention_into_torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -184,11 +184,7 @@ def _paired_modules(implementation, cross=False, causal=False):
         layer_idx=0,
     ).eval()
     reference = nn.MultiheadAttention(C, H, batch_first=True).eval()
-    with torch.no_grad():
-        reference.in_proj_weight.copy_(ours.qkv_proj.weight)
-        reference.in_proj_bias.copy_(ours.qkv_proj.bias)
-        reference.out_proj.weight.copy_(ours.out_proj.weight)
-        reference.out_proj.bias.copy_(ours.out_proj.bias)
+    copy_attention_into_torch(ours, reference)
     return ours, reference
 
 

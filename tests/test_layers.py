@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import block_config
+from conftest import block_config, copy_attention_into_torch
 from torch import nn
 from transformers.activations import ACT2FN
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
@@ -97,15 +97,8 @@ def test_feed_forward_is_w2_act_w1():
 C, H, FF = 32, 4, 64
 
 
-def _copy_attention(ours, reference: nn.MultiheadAttention):
-    reference.in_proj_weight.copy_(ours.qkv_proj.weight)
-    reference.in_proj_bias.copy_(ours.qkv_proj.bias)
-    reference.out_proj.weight.copy_(ours.out_proj.weight)
-    reference.out_proj.bias.copy_(ours.out_proj.bias)
-
-
 def _copy_common(ours: TransformerBlock, reference):
-    _copy_attention(ours.self_attn, reference.self_attn)
+    copy_attention_into_torch(ours.self_attn, reference.self_attn)
     reference.linear1.load_state_dict(ours.feed_forward.fc1.state_dict())
     reference.linear2.load_state_dict(ours.feed_forward.fc2.state_dict())
     reference.norm1.load_state_dict(ours.self_attn_norm.state_dict())
@@ -155,7 +148,7 @@ def test_decoder_block_matches_nn_transformer_decoder_layer(norm_first, implemen
     ).eval()
     with torch.no_grad():
         _copy_common(ours, reference)
-        _copy_attention(ours.cross_attn, reference.multihead_attn)
+        copy_attention_into_torch(ours.cross_attn, reference.multihead_attn)
         reference.norm2.load_state_dict(ours.cross_attn_norm.state_dict())
         reference.norm3.load_state_dict(ours.feed_forward_norm.state_dict())
 

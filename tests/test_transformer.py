@@ -5,7 +5,12 @@ input."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_accumulation_matches_one_large_batch, run_without_hf_scratch
+from conftest import (
+    assert_accumulation_matches_one_large_batch,
+    copy_attention_into_torch,
+    run_without_hf_scratch,
+)
+from conftest import tiny_transformer_config as tiny_config
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianModel, MarianMTModel
 
 from hf_scratch import (
@@ -15,26 +20,7 @@ from hf_scratch import (
 )
 from hf_scratch.convert import convert_folder, from_reference, main, to_reference
 
-VOCAB = 61
-
-
-def tiny_config(**overrides) -> ScratchTransformerConfig:
-    values = dict(
-        vocab_size=VOCAB,
-        max_position_embeddings=40,
-        hidden_size=32,
-        encoder_layers=2,
-        decoder_layers=3,
-        num_attention_heads=4,
-        intermediate_size=48,
-        hidden_dropout_prob=0.0,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    values.update(overrides)
-    return ScratchTransformerConfig(**values)
+VOCAB = tiny_config().vocab_size
 
 
 def _spread_weights(model: torch.nn.Module) -> None:
@@ -111,16 +97,12 @@ def test_defaults_are_the_base_model_and_presets_load():
 
 
 def _copy_block(ours, theirs, cross: bool) -> None:
-    theirs.self_attn.in_proj_weight.copy_(ours.self_attn.qkv_proj.weight)
-    theirs.self_attn.in_proj_bias.copy_(ours.self_attn.qkv_proj.bias)
-    theirs.self_attn.out_proj.load_state_dict(ours.self_attn.out_proj.state_dict())
+    copy_attention_into_torch(ours.self_attn, theirs.self_attn)
     theirs.linear1.load_state_dict(ours.feed_forward.fc1.state_dict())
     theirs.linear2.load_state_dict(ours.feed_forward.fc2.state_dict())
     theirs.norm1.load_state_dict(ours.self_attn_norm.state_dict())
     if cross:
-        theirs.multihead_attn.in_proj_weight.copy_(ours.cross_attn.qkv_proj.weight)
-        theirs.multihead_attn.in_proj_bias.copy_(ours.cross_attn.qkv_proj.bias)
-        theirs.multihead_attn.out_proj.load_state_dict(ours.cross_attn.out_proj.state_dict())
+        copy_attention_into_torch(ours.cross_attn, theirs.multihead_attn)
         theirs.norm2.load_state_dict(ours.cross_attn_norm.state_dict())
         theirs.norm3.load_state_dict(ours.feed_forward_norm.state_dict())
     else:
