@@ -1,7 +1,13 @@
+import atexit
+import functools
 import os
+import shutil
+import site
 import subprocess
 import sys
+import tempfile
 import textwrap
+import venv
 from pathlib import Path
 
 import pytest
@@ -86,17 +92,43 @@ def word_tokenizer():
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_BLOCK_HF_SCRATCH = (
-    "import sys; sys.modules['hf_scratch'] = None  # any import of hf_scratch fails\n"
+_CHECK_NO_HF_SCRATCH = (
+    "import importlib.util\n"
+    "assert importlib.util.find_spec('hf_scratch') is None, 'hf_scratch is importable'\n"
 )
 
 
+@functools.cache
+def _python_without_hf_scratch() -> str:
+    """A fresh virtual environment that sees this environment's packages (torch, transformers, ...)
+    but not hf_scratch: its site-packages names ours in a .pth file, and Python does not run the
+    .pth files of a directory added that way, so hf_scratch's editable-install hook never loads."""
+    folder = Path(tempfile.mkdtemp(prefix="venv-without-hf-scratch-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    venv.create(folder, with_pip=False)
+    python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    site_packages = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(site_packages) / "parent_environment.pth").write_text("\n".join(site.getsitepackages()))
+    return str(python)
+
+
 def run_without_hf_scratch(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run Python code in a fresh process in which `import hf_scratch` fails, as on a machine where
-    only transformers is installed; offline."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    """Run Python code in a fresh virtual environment that has transformers but not hf_scratch (the
+    code first checks that `import hf_scratch` is impossible), offline, with an empty cache of
+    remote code: as a user who only has transformers would."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": "",
+        "HF_MODULES_CACHE": str(Path(cwd) / ".hf_modules"),
+    }
     result = subprocess.run(
-        [sys.executable, "-c", _BLOCK_HF_SCRATCH + textwrap.dedent(code)],
+        [_python_without_hf_scratch(), "-c", _CHECK_NO_HF_SCRATCH + textwrap.dedent(code)],
         cwd=cwd,
         env=env,
         capture_output=True,
