@@ -1,7 +1,7 @@
 """Training the tokenizers the examples need when the user brings none, with the `tokenizers`
 library."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 
 from tokenizers import (
     Tokenizer,
@@ -15,6 +15,12 @@ from tokenizers import (
 from transformers import PreTrainedTokenizerFast
 
 END_OF_TEXT = "<|endoftext|>"
+
+
+def _train(tokenizer: Tokenizer, texts: Iterable[str], trainer) -> None:
+    """Learn the vocabulary; the progress bar knows its end when the texts have a length."""
+    length = len(texts) if isinstance(texts, Sized) else None
+    tokenizer.train_from_iterator(texts, trainer, length=length)
 
 
 def train_byte_level_bpe(
@@ -31,7 +37,7 @@ def train_byte_level_bpe(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=show_progress,
     )
-    tokenizer.train_from_iterator(texts, trainer)
+    _train(tokenizer, texts, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=END_OF_TEXT,
@@ -65,7 +71,7 @@ def train_wordpiece(
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, special_tokens=specials, show_progress=show_progress
     )
-    tokenizer.train_from_iterator(texts, trainer)
+    _train(tokenizer, texts, trainer)
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -106,7 +112,7 @@ def train_translation_bpe(
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=specials, show_progress=show_progress
     )
-    tokenizer.train_from_iterator(texts, trainer)
+    _train(tokenizer, texts, trainer)
     tokenizer.post_processor = processors.TemplateProcessing(
         single="$A </s>", special_tokens=[("</s>", tokenizer.token_to_id("</s>"))]
     )
