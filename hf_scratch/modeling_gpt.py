@@ -196,6 +196,10 @@ class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: ScratchGPTConfig):
         super().__init__(config)
+        # transformers reads the loss type from class names ending in "ForCausalLM"; the Trainer
+        # needs it to count the labels our loss predicts (all but the first of each row) in
+        # `num_items_in_batch`, which our loss divides by.
+        self.loss_type = "ForCausalLM"
         self.transformer = ScratchGPTModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)  # W_e^T (tied)
         self.post_init()

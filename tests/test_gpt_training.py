@@ -43,6 +43,28 @@ def test_gradient_accumulation_gives_the_update_of_one_large_batch(tmp_path, hea
     assert_accumulation_matches_one_large_batch(make, dataset, tmp_path)
 
 
+def test_the_trainer_reports_the_models_own_mean_loss(tmp_path):
+    """The Trainer divides by the labels it counts (`num_items_in_batch`); it must count those the
+    loss predicts, every label but the first of each row, or it reports the loss times (T-1)/T."""
+    from transformers import Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = ScratchGPTLMHeadModel(tiny_gpt_config())
+    rows = [{"input_ids": torch.randint(1, 101, (12,))} for _ in range(4)]
+    dataset = [{**row, "labels": row["input_ids"]} for row in rows]
+    with torch.no_grad():
+        batch = torch.stack([row["input_ids"] for row in rows])
+        expected = model.eval()(batch, labels=batch).loss.item()
+    arguments = TrainingArguments(
+        tmp_path, per_device_train_batch_size=4, max_steps=1, learning_rate=0.0, logging_steps=1,
+        report_to="none", save_strategy="no", use_cpu=True,
+    )  # fmt: skip
+    trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
+    trainer.train()
+    logged = next(entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
+    assert logged == pytest.approx(expected, rel=1e-5)
+
+
 def test_saved_folders_load_through_every_auto_class_without_hf_scratch(tmp_path):
     torch.manual_seed(0)
     input_ids = torch.randint(1, 101, (2, 2, 7))
