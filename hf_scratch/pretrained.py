@@ -28,6 +28,12 @@ def _module_name(cls: type) -> str:
     return cls.__module__.rsplit(".", 1)[-1]
 
 
+def _defining_class(model: nn.Module) -> type:
+    """The model's own class, past the subclasses torch generates around it (FSDP2's `fully_shard`
+    turns a `ScratchGPTLMHeadModel` into an `FSDPScratchGPTLMHeadModel` defined in torch)."""
+    return next(cls for cls in type(model).__mro__ if not cls.__module__.startswith("torch."))
+
+
 def _local_folder(path, subfolder: str) -> str | None:
     folder = os.path.join(str(path), subfolder) if path is not None else None
     return folder if folder is not None and os.path.isdir(folder) else None
@@ -71,12 +77,20 @@ class ScratchPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         config_class = type(self.config)
-        modeling_module = _module_name(type(self))
+        model_class = _defining_class(self)
+        modeling_module = _module_name(model_class)
         self.config.auto_map = {
             "AutoConfig": f"{_module_name(config_class)}.{config_class.__name__}",
             **{auto: f"{modeling_module}.{name}" for auto, name in self.auto_classes.items()},
         }
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        # transformers copies the source file of type(self): for a model sharded by FSDP2, a
+        # subclass torch generated. Seen as its own class while saving, it copies ours.
+        wrapper_class = type(self)
+        self.__class__ = model_class
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = wrapper_class
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
