@@ -18,7 +18,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
@@ -26,7 +25,12 @@ from transformers import (
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch.data import load_classification_data
 from hf_scratch.metrics import classification_metrics
-from hf_scratch.training import parse_arguments, train_evaluate_save
+from hf_scratch.training import (
+    ScratchTrainer,
+    parse_arguments,
+    save_and_share,
+    train_and_evaluate,
+)
 
 GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 # task -> (text column, pair column, label column) in the GLUE .tsv files
@@ -106,11 +110,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         encoded["labels"] = [labels["label2id"][str(value)] for value in batch[label]]
         return encoded
 
+    sample = str(validation[text][0])
     with training_args.main_process_first(desc="tokenizing"):
         train = train.map(encode, batched=True, remove_columns=train.column_names)
         validation = validation.map(encode, batched=True, remove_columns=validation.column_names)
 
-    trainer = Trainer(
+    trainer = ScratchTrainer(
         model=model,
         args=training_args,
         train_dataset=train,
@@ -119,7 +124,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         compute_metrics=classification_metrics,
     )
-    metrics = train_evaluate_save(trainer)
+    metrics = train_and_evaluate(trainer)
+    data = f"GLUE {args.task}" if args.train_file is None else Path(train_file).name
+    save_and_share(trainer, f"{data} (fine-tuned from {args.model_name_or_path})", plot_text=sample)
     return metrics
 
 

@@ -21,7 +21,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
@@ -30,7 +29,12 @@ import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the 
 from hf_scratch import GPTTaskInputs
 from hf_scratch.data import load_classification_data
 from hf_scratch.metrics import classification_metrics
-from hf_scratch.training import parse_arguments, train_evaluate_save
+from hf_scratch.training import (
+    ScratchTrainer,
+    parse_arguments,
+    save_and_share,
+    train_and_evaluate,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SST2 = REPO.parent / "shared" / "data" / "glue" / "SST-2"
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "labels": labels["label2id"][str(example[args.label_column])],
         }
 
+    sample = str(validation[args.text_column][0])
     with training_args.main_process_first(desc="formatting inputs"):
         columns = train.column_names
         train = train.map(encode, remove_columns=columns, desc="formatting training inputs")
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             encode, remove_columns=validation.column_names, desc="formatting validation inputs"
         )
 
-    trainer = Trainer(
+    trainer = ScratchTrainer(
         model=model,
         args=training_args,
         train_dataset=train,
@@ -118,7 +123,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         compute_metrics=classification_metrics,
     )
-    metrics = train_evaluate_save(trainer)
+    metrics = train_and_evaluate(trainer)
+    data = Path(args.train_file).name
+    save_and_share(trainer, f"{data} (fine-tuned from {args.model_name_or_path})", plot_text=sample)
     return metrics
 
 

@@ -25,8 +25,6 @@ import numpy as np
 import torch
 from transformers import (
     AutoModelForPreTraining,
-    DataCollatorForLanguageModeling,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
@@ -34,18 +32,22 @@ from transformers import (
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch.data import (
     CorpusArguments,
+    ExampleSeededMaskCollator,
+    ExampleSeededWholeWordMaskCollator,
+    MaskingEpochCallback,
     NextSentencePairs,
-    WholeWordMaskCollator,
     load_corpus,
     split_segments,
 )
 from hf_scratch.tokenization import train_wordpiece
 from hf_scratch.training import (
     PretrainingModelArguments,
+    PreTrainingTrainer,
     load_or_train_tokenizer,
     parse_arguments,
     pretraining_model,
-    train_evaluate_save,
+    save_and_share,
+    train_and_evaluate,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,13 +174,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         sparse_prediction=model_args.sparse_prediction,
     )
 
+    # Masks drawn from the seed, the epoch and each example's tokens, not from a generator whose
+    # state a checkpoint does not keep: a resumed run masks as the uninterrupted one did.
     collator_class = (
-        WholeWordMaskCollator if data_args.whole_word_mask else DataCollatorForLanguageModeling
+        ExampleSeededWholeWordMaskCollator
+        if data_args.whole_word_mask
+        else ExampleSeededMaskCollator
     )
     collator = collator_class(
         tokenizer, mlm_probability=data_args.mlm_probability, seed=training_args.seed
     )
-    trainer = Trainer(
+    # The MLM and NSP means over the whole step's masked tokens and sequences: with the masks
+    # above, any number of processes and accumulation steps giving the same global batch trains
+    # the same model.
+    trainer = PreTrainingTrainer(
         model=model,
         args=training_args,
         train_dataset=pairs["train"],
@@ -187,8 +196,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         preprocess_logits_for_metrics=keep_predictions,
+        callbacks=[MaskingEpochCallback(collator)],
     )
-    metrics = train_evaluate_save(trainer)
+    metrics = train_and_evaluate(trainer)
+    sample = raw["validation"][column][0]
+    save_and_share(trainer, *corpus_args.describe(), plot_text=sample)
     return metrics
 
 

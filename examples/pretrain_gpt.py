@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoModelForCausalLM,
-    Trainer,
     TrainingArguments,
     default_data_collator,
     set_seed,
@@ -32,10 +31,13 @@ from hf_scratch.data import CorpusArguments, group_texts, load_corpus
 from hf_scratch.tokenization import train_byte_level_bpe
 from hf_scratch.training import (
     PretrainingModelArguments,
+    ScratchTrainer,
     load_or_train_tokenizer,
+    model_is_sharded,
     parse_arguments,
     pretraining_model,
-    train_evaluate_save,
+    save_and_share,
+    train_and_evaluate,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"{data_args.block_size} tokens; model with {model.num_parameters():,} parameters"
     )
 
-    trainer = Trainer(
+    trainer = ScratchTrainer(
         model=model,
         args=training_args,
         train_dataset=blocks["train"],
@@ -128,10 +130,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         data_collator=default_data_collator,
         processing_class=tokenizer,
     )
-    metrics = train_evaluate_save(trainer, perplexity=True)
+    metrics = train_and_evaluate(trainer, perplexity=True)
+    prompt = data_args.sample_prompts.split("|")[0]
+    save_and_share(trainer, *corpus_args.describe(), plot_text=prompt)
 
     if trainer.is_world_process_zero() and data_args.num_samples > 0:
-        print_samples(trainer.model, tokenizer, data_args)
+        if model_is_sharded(trainer):  # generate() on one process would wait for the others
+            print("samples skipped: the model is sharded; generate from the saved folder")
+        else:
+            print_samples(trainer.model, tokenizer, data_args)
     return metrics
 
 

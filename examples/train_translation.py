@@ -32,7 +32,6 @@ from pathlib import Path
 from transformers import (
     AutoModelForSeq2SeqLM,
     DataCollatorForSeq2Seq,
-    Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     set_seed,
 )
@@ -43,10 +42,12 @@ from hf_scratch.metrics import decode_token_ids, translation_metrics
 from hf_scratch.tokenization import train_translation_bpe
 from hf_scratch.training import (
     PretrainingModelArguments,
+    ScratchSeq2SeqTrainer,
     load_or_train_tokenizer,
     parse_arguments,
     pretraining_model,
-    train_evaluate_save,
+    save_and_share,
+    train_and_evaluate,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         )
     generation = model.generation_config
     generation.num_beams = data_args.num_beams
-    generation.length_penalty = data_args.length_penalty
+    if data_args.num_beams > 1:  # a length penalty ranks beams; GenerationConfig refuses it alone
+        generation.length_penalty = data_args.length_penalty
     generation.max_length = data_args.max_target_length
     training_args.generation_num_beams = data_args.num_beams
     training_args.generation_max_length = data_args.max_target_length
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"pairs; vocabulary {len(tokenizer)}; model with {model.num_parameters():,} parameters"
     )
 
-    trainer = Seq2SeqTrainer(
+    trainer = ScratchSeq2SeqTrainer(
         model=model,
         args=training_args,
         train_dataset=tokenized["train"],
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         processing_class=tokenizer,
         compute_metrics=translation_metrics(tokenizer),
     )
-    metrics = train_evaluate_save(trainer)
+    metrics = train_and_evaluate(trainer)
     if "test" in tokenized:
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
         trainer.log_metrics("test", prediction.metrics)
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         metrics.update(prediction.metrics)
         if trainer.is_world_process_zero():
             print_samples(raw["test"], prediction.predictions, tokenizer, data_args.num_samples)
+    sample = raw["test" if "test" in raw else "validation"]["source"][0]
+    save_and_share(trainer, *data_args.describe(), plot_text=sample)  # attention on its translation
     return metrics
 
 

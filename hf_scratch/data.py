@@ -2,6 +2,8 @@
 embedded default that needs no download) and language-model blocks. Nothing here is needed to run a
 model, so the model files never import it."""
 
+import hashlib
+import math
 import random
 import re
 from collections.abc import Callable
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict, load_dataset
-from transformers import DataCollatorForLanguageModeling
+from transformers import DataCollatorForLanguageModeling, TrainerCallback
 
 
 def pydoc_corpus() -> list[str]:
@@ -75,6 +77,18 @@ class CorpusArguments:
     text_column: str = field(default="text")
     validation_split_percentage: int = field(default=5)
     preprocessing_num_workers: int | None = field(default=None)
+
+    def describe(self) -> tuple[str, str | None]:
+        """The training data in words, for the model card, and its hub id if it has one."""
+        if self.dataset_name is not None:
+            return _hub_dataset(self.dataset_name, self.dataset_config_name), self.dataset_name
+        if self.train_file is not None:
+            return f"the text file {Path(self.train_file).name}", None
+        return "the text of Python's documentation (`pydoc_data.topics`, shipped with Python)", None
+
+
+def _hub_dataset(name: str, config_name: str | None) -> str:
+    return f"the hub dataset `{name}`" + (f" (`{config_name}`)" if config_name else "")
 
 
 def load_corpus(arguments: CorpusArguments, seed: int = 0) -> DatasetDict:
@@ -281,6 +295,67 @@ class WholeWordMaskCollator(DataCollatorForLanguageModeling):
         return inputs, labels
 
 
+class ExampleSeededMasking:
+    """Makes an MLM collator (one that masks in `torch_mask_tokens` with `self.generator`, as
+    `DataCollatorForLanguageModeling` and `WholeWordMaskCollator` do) mask each example as a
+    function of the collator's `seed`, its `epoch` and the example's tokens alone: the same
+    masked positions and replacements whatever else is in the batch, however long the batch is
+    padded, and whichever process collates the example. So 2 processes x batch 4 see the masks of
+    1 process x batch 8, and a resumed run those of an uninterrupted one. `epoch` changes the
+    masks from epoch to epoch (dynamic masking); `MaskingEpochCallback` sets it from the Trainer.
+    With dataloader workers, the collator is copied into them when an epoch's iteration starts
+    (not with `dataloader_persistent_workers`, which would keep the first epoch's masks). Without
+    a seed, the collator masks as its base class does."""
+
+    epoch: int = 0
+
+    def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
+        if self.seed is None or offset_mapping is not None:
+            return super().torch_mask_tokens(inputs, special_tokens_mask, offset_mapping)
+        labels = torch.full_like(inputs, -100)
+        pad_token_id = self.tokenizer.pad_token_id
+        padding = (
+            torch.zeros_like(inputs, dtype=torch.bool)
+            if pad_token_id is None
+            else inputs == pad_token_id
+        )
+        for row in range(inputs.shape[0]):
+            kept = (~padding[row]).nonzero()
+            if len(kept) == 0:
+                continue
+            span = slice(int(kept[0]), int(kept[-1]) + 1)  # the example without its padding
+            tokens = inputs[row, span].clone()
+            key = f"{self.seed}/{self.epoch}/".encode() + tokens.numpy().astype("<i8").tobytes()
+            digest = hashlib.blake2b(key, digest_size=8).digest()
+            self.generator = torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+            special = (
+                None if special_tokens_mask is None else special_tokens_mask[row : row + 1, span]
+            )
+            masked, row_labels = super().torch_mask_tokens(tokens[None], special)
+            inputs[row, span], labels[row, span] = masked[0], row_labels[0]
+        return inputs, labels
+
+
+class ExampleSeededMaskCollator(ExampleSeededMasking, DataCollatorForLanguageModeling):
+    """transformers' MLM collator (15% of the tokens, 80/10/10) with `ExampleSeededMasking`."""
+
+
+class ExampleSeededWholeWordMaskCollator(ExampleSeededMasking, WholeWordMaskCollator):
+    """`WholeWordMaskCollator` with `ExampleSeededMasking`."""
+
+
+class MaskingEpochCallback(TrainerCallback):
+    """Tells an `ExampleSeededMasking` collator the Trainer's epoch at the start of each epoch."""
+
+    def __init__(self, collator: ExampleSeededMasking):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is the number of epochs done: whole at an epoch's start (fractional only when
+        # resuming from a checkpoint saved inside this epoch).
+        self.collator.epoch = math.floor((state.epoch or 0) + 1e-6)
+
+
 def load_table(path: str) -> Dataset:
     """One split of a labelled dataset from a file: GLUE-style .tsv (a header row; a UTF-8
     byte-order mark, as MRPC's files have, is skipped), .csv, or .json / .jsonl."""
@@ -425,6 +500,19 @@ class TranslationDataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "e.g. de-en"})
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
+
+    def describe(self) -> tuple[str, str | None]:
+        """The training data in words, for the model card, and its hub id if it has one."""
+        pair = f"{self.source_lang} -> {self.target_lang}"
+        if self.dataset_name is not None:
+            description = _hub_dataset(self.dataset_name, self.dataset_config_name)
+            return f"{description}, {pair}", self.dataset_name
+        if self.data_dir is not None:
+            folder = Path(self.data_dir)
+            return f"line-aligned files {folder / self.train_prefix}.*, {pair}", None
+        if self.train_file is not None:
+            return f"sentence pairs from {Path(self.train_file).name}, {pair}", None
+        return "the built-in date-rewriting demo (`date_translation_pairs`)", None
 
 
 def load_translation_data(arguments: TranslationDataArguments, seed: int = 0) -> DatasetDict:

@@ -91,6 +91,8 @@ def word_tokenizer():
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# Real corpora next to the repository (see its README): GLUE, Multi30k, WikiText-2, tinyshakespeare.
+SHARED_DATA = ROOT.parent / "shared" / "data"
 
 _CHECK_NO_HF_SCRATCH = (
     "import importlib.util\n"

@@ -1,11 +1,9 @@
 """BERT: parity with transformers' BERT classes through the converters, sparse MLM prediction, the
 Hugging Face contract, and bad input."""
 
-from pathlib import Path
-
 import pytest
 import torch
-from conftest import tiny_bert_config
+from conftest import SHARED_DATA, tiny_bert_config
 from transformers import (
     AutoModelForMaskedLM,
     BertConfig,
@@ -22,7 +20,7 @@ from transformers import (
 from hf_scratch import ScratchBertForMaskedLM, ScratchBertForPreTraining, ScratchBertModel
 from hf_scratch.convert import from_reference, to_reference
 
-GLUE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+GLUE_DIR = SHARED_DATA / "glue"
 
 SIZES = dict(
     vocab_size=99,
@@ -271,8 +269,13 @@ def test_pretraining_example_learns_and_saves_a_shareable_folder(tmp_path):
 
     from conftest import run_example, run_without_hf_scratch
 
+    for split, lines in (("test", 600), ("valid", 60)):  # the README's WikiText-2 command, cut
+        text = (SHARED_DATA / "wikitext-2" / f"{split}.txt").read_text(encoding="utf-8")
+        (tmp_path / f"{split}.txt").write_text("\n".join(text.splitlines()[:lines]))
     run_example(
         "pretrain_bert.py",
+        "--train_file", str(tmp_path / "test.txt"),
+        "--validation_file", str(tmp_path / "valid.txt"),
         "--config_overrides", TINY_OVERRIDES,
         "--tokenizer_vocab_size", "1000",
         "--max_seq_length", "64",

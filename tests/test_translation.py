@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_example, run_without_hf_scratch
+from conftest import SHARED_DATA, run_example, run_without_hf_scratch
 from transformers import EvalPrediction
 
 from hf_scratch.data import TranslationDataArguments, date_translation_pairs, load_translation_data
 from hf_scratch.metrics import translation_metrics
 from hf_scratch.tokenization import train_translation_bpe
 
-MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k" / "raw"
+MULTI30K = SHARED_DATA / "multi30k" / "raw"
 
 
 def test_date_pairs_are_correct_and_reproducible():
