@@ -1,7 +1,7 @@
 """Multi-head self-attention: ours (eager and sdpa) against torch.nn.MultiheadAttention on the same
 weights.
 
-    python benchmarks/bench_attention.py [--repeats 15]
+    python benchmarks/bench_attention.py [--repeats 15] [--smoke]
 
 Forward is inference (eval mode, no grad: nn.MultiheadAttention then takes its fused native fast
 path); forward+backward is a training-mode pass with the gradient of a sum. Batch 8, sequence 128
@@ -10,10 +10,14 @@ interleaved repetitions) and the ratio reference time / our time (> 1 means ours
 the fp32 and bf16 matmul peaks of this machine.
 """
 
-import argparse
-
 import torch
-from common import interleaved_medians, matmul_peak_gflops, print_table
+from common import (
+    benchmark_arguments,
+    interleaved_medians,
+    matmul_peak_gflops,
+    parse,
+    print_table,
+)
 from torch import nn
 from transformers import PreTrainedConfig
 
@@ -55,10 +59,9 @@ def forward_backward(module: nn.Module, x: torch.Tensor):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser = benchmark_arguments(__doc__.split("\n")[0], default_repeats=15)
     parser.add_argument("--batch", type=int, default=8)
-    args = parser.parse_args()
+    args = parse(parser)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32\n")
 

@@ -1,6 +1,6 @@
 """BERT: hf_scratch against transformers' BertForPreTraining (sdpa), same weights.
 
-    python benchmarks/bench_bert.py [--quick]
+    python benchmarks/bench_bert.py [--repeats N] [--smoke]
 
 Ours is converted from the reference with `hf_scratch.convert.from_reference`; repetitions are
 interleaved and medians reported (fp32, CPU). Ratios are ours/reference in throughput (> 1: ours is
@@ -14,15 +14,15 @@ MFU counts the FLOPs each model does: with sparse prediction ours projects only 
   to show what padding costs.
 """
 
-import argparse
-
 import torch
 from common import (
     COMPARISON_HEADER,
+    benchmark_arguments,
     interleaved_medians,
+    interleaved_peak_memory_mib,
     machine_peak_gflops,
+    parse,
     print_table,
-    step_peak_memory_mib,
     training_step,
 )
 from transformers import BertConfig, BertForPreTraining
@@ -84,10 +84,7 @@ def bench_pretraining(peak: float, repeats: int) -> list[list]:
             times = interleaved_medians(
                 steps, repeats=repeats, warmup=1, min_seconds=0 if label != "small" else 2
             )
-            memory = {
-                name: sorted(step_peak_memory_mib(step) for _ in range(3))[1]
-                for name, step in steps.items()
-            }
+            memory = interleaved_peak_memory_mib(steps)
             tokens = batch["input_ids"].numel()
             # the reference projects every position; ours only the masked ones when sparse
             predicted = int((batch["labels"] != -100).sum()) if sparse else tokens
@@ -163,10 +160,9 @@ def bench_padding(repeats: int) -> list[list]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    args = parser.parse_args()
-    repeats = 3 if args.quick else 7
+    parser = benchmark_arguments(__doc__.split("\n")[0])
+    args = parse(parser)
+    repeats = args.repeats
     peak = machine_peak_gflops()
     print("tokens/s; ratio = ours/reference")
     print_table(COMPARISON_HEADER, bench_pretraining(peak, repeats) + bench_inference(repeats))

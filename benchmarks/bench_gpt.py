@@ -1,6 +1,6 @@
 """GPT: hf_scratch against transformers' OpenAI GPT (GPT-1 layout) and GPT-2 (sdpa), same weights.
 
-    python benchmarks/bench_gpt.py [--quick]
+    python benchmarks/bench_gpt.py [--repeats N] [--smoke]
 
 Each pair is built from one reference model and converted with `hf_scratch.convert.from_reference`,
 so ours and the reference hold identical weights; their repetitions are interleaved and medians
@@ -16,17 +16,17 @@ reported (fp32, CPU). Ratios are ours/reference in throughput (> 1: ours is fast
   end-of-sequence token (so that both always generate 64 tokens).
 """
 
-import argparse
-
 import torch
 from common import (
     COMPARISON_HEADER,
+    benchmark_arguments,
     generation_row,
     interleaved_medians,
+    interleaved_peak_memory_mib,
     machine_peak_gflops,
     mfu,
+    parse,
     print_table,
-    step_peak_memory_mib,
     training_step,
 )
 from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTConfig, OpenAIGPTLMHeadModel
@@ -71,11 +71,7 @@ def bench_training(peak: float, repeats: int) -> list[list]:
             "reference": training_step(reference, batch),
         }
         times = interleaved_medians(steps, repeats=repeats, warmup=2)
-        memory = {name: [] for name in steps}
-        for _ in range(3):
-            for name, step in steps.items():
-                memory[name].append(step_peak_memory_mib(step))
-        memory = {name: sorted(values)[1] for name, values in memory.items()}
+        memory = interleaved_peak_memory_mib(steps)
         flops = 3 * forward_flops(reference.config, 8, 128)
         label = "OpenAIGPTLMHeadModel" if kind == "openai-gpt" else "GPT2LMHeadModel (sdpa)"
         rows.append(
@@ -149,10 +145,9 @@ def bench_generation(repeats: int) -> list[list]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    args = parser.parse_args()
-    repeats = 3 if args.quick else 7
+    parser = benchmark_arguments(__doc__.split("\n")[0])
+    args = parse(parser)
+    repeats = args.repeats
     peak = machine_peak_gflops()
     print("tokens/s (training, forward); ms per new token (generate)")
     rows = (

@@ -1,6 +1,6 @@
 """The Transformer: hf_scratch against transformers' MarianMTModel (sdpa), same config and weights.
 
-    python benchmarks/bench_transformer.py [--quick]
+    python benchmarks/bench_transformer.py [--repeats N] [--smoke]
 
 Each pair is one `MarianMTModel` and its conversion by `hf_scratch.convert.from_reference`, so both
 hold identical weights and compute the same loss (Marian's, without label smoothing); their
@@ -17,17 +17,17 @@ throughput (> 1: ours is faster) and in memory (< 1: ours uses less).
   16, small and base configs, no end-of-sequence token (so that every run generates 48 tokens).
 """
 
-import argparse
-
 import torch
 from common import (
     COMPARISON_HEADER,
+    benchmark_arguments,
     generation_row,
     interleaved_medians,
+    interleaved_peak_memory_mib,
     machine_peak_gflops,
     mfu,
+    parse,
     print_table,
-    step_peak_memory_mib,
     training_step,
 )
 from transformers import MarianConfig, MarianMTModel
@@ -106,11 +106,7 @@ def bench_training(peak: float, repeats: int) -> list[list]:
     batch = random_batch(SMALL["vocab_size"], 16)
     steps = {"ours": training_step(ours, batch), "reference": training_step(reference, batch)}
     times = interleaved_medians(steps, repeats=repeats, warmup=2)
-    memory = {name: [] for name in steps}
-    for _ in range(3):
-        for name, step in steps.items():
-            memory[name].append(step_peak_memory_mib(step))
-    memory = {name: sorted(values)[1] for name, values in memory.items()}
+    memory = interleaved_peak_memory_mib(steps)
     flops = 3 * forward_flops(reference.config, 16, SOURCE_LENGTH, TARGET_LENGTH)
     tokens = 16 * (SOURCE_LENGTH + TARGET_LENGTH)
     return [
@@ -183,13 +179,12 @@ def bench_generation(repeats: int, sizes: dict, name: str) -> list[list]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser = benchmark_arguments(__doc__.split("\n")[0])
     parser.add_argument(
         "--only", choices=["train", "forward", "generate"], help="run one part of the benchmark"
     )
-    args = parser.parse_args()
-    repeats = 3 if args.quick else 7
+    args = parse(parser)
+    repeats = args.repeats
     peak = machine_peak_gflops()
     print("tokens/s (training, forward); ms per new token (generate)")
     rows = []

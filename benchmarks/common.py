@@ -2,6 +2,7 @@
 peak, training steps and their peak memory, and a plain-text table. The machines are shared and
 noisy, so every comparison runs its candidates in turn, many times, and reports medians."""
 
+import argparse
 import ctypes
 import gc
 import statistics
@@ -9,6 +10,30 @@ import time
 from collections.abc import Callable
 
 import torch
+
+# Set by `--smoke`: every measurement runs once, without warm-up. It checks that a benchmark works
+# (the tests run each one so), not how fast anything is.
+SMOKE = False
+
+
+def benchmark_arguments(description: str, default_repeats: int = 7) -> argparse.ArgumentParser:
+    """The options every benchmark takes: `--repeats` and `--smoke`. Add the script's own, then
+    call `parse(parser)`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--repeats", type=int, default=default_repeats, help="interleaved rounds per measurement"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="run every measurement once: the numbers mean nothing"
+    )
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    global SMOKE
+    arguments = parser.parse_args()
+    SMOKE = arguments.smoke
+    return arguments
 
 
 def interleaved_medians(
@@ -24,6 +49,8 @@ def interleaved_medians(
     about `min_seconds` per candidate: medians of a few milliseconds need many samples on a shared
     machine.
     """
+    if SMOKE:
+        repeats, warmup, min_seconds = 1, 0, 0.0
     for _ in range(warmup):
         for run in candidates.values():
             run()
@@ -113,6 +140,15 @@ def step_peak_memory_mib(step) -> float:
     before = _status_kib("VmRSS:")
     step()
     return (_status_kib("VmHWM:") - before) / 1024
+
+
+def interleaved_peak_memory_mib(steps: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Median over 3 interleaved rounds (1 with `--smoke`) of the peak memory each step adds."""
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(1 if SMOKE else 3):
+        for name, step in steps.items():
+            samples[name].append(step_peak_memory_mib(step))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def mfu(flops: float, times: dict[str, float], peak: float) -> str:

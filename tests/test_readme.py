@@ -23,6 +23,25 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_command():
     assert test_command in ci_lines
 
 
+def test_every_readme_command_names_the_test_that_runs_it():
+    """Each bash block of the README is preceded by `<!-- tested by FILE::TEST, ... -->` naming
+    tests that run its commands (or `<!-- run by .ci/run -->`), and those tests exist."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = list(re.finditer(r"(?:<!-- ([^\n]+?) -->\n)?```bash\n(.+?)\n```", readme, flags=re.S))
+    assert len(blocks) == len(readme_commands())
+    for block in blocks:
+        marker, commands = block.group(1), block.group(2)
+        assert marker, f"no <!-- tested by ... --> before:\n{commands}"
+        if marker == "run by .ci/run":
+            assert commands in (ROOT / ".ci" / "run").read_text()
+            continue
+        assert marker.startswith("tested by "), marker
+        for test_id in re.findall(r"(tests/\w+\.py)::(\w+)", marker):
+            file, name = test_id
+            assert f"def {name}(" in (ROOT / file).read_text(), f"{file}::{name} does not exist"
+        assert re.search(r"tests/\w+\.py::\w+", marker), marker
+
+
 @pytest.mark.slow
 def test_main_job_runs_as_written_and_learns(tmp_path):
     """The README's main job, exactly as written after its install step, in a fresh folder."""

@@ -1,0 +1,27 @@
+"""The README's benchmark commands run (`--smoke`: every measurement once; the numbers mean
+nothing), and within them our models and the references still agree: same generated tokens."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("benchmark", ["attention", "gpt", "bert", "transformer"])
+def test_benchmark_runs_and_both_models_agree(benchmark):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"bench_{benchmark}.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) >= 4, result.stdout
+    assert "TOKENS DIFFER" not in result.stdout
+    if benchmark in ("gpt", "transformer"):
+        assert "same tokens" in result.stdout
