@@ -90,6 +90,8 @@ def test_pretraining_with_push_to_hub_uploads_model_code_tokenizer_and_card(tmp_
         "layers.py",
         "tokenizer.json",
         "README.md",
+        "plots/training_curves.png",
+        "plots/attention_self_attention_causal.png",
     ]:
         assert name in final["files"], name
     config = json.loads((output_dir / "config.json").read_text())
@@ -107,3 +109,4 @@ def test_pretraining_with_push_to_hub_uploads_model_code_tokenizer_and_card(tmp_
     assert "the text file corpus.txt" in text  # the training data
     assert "| optimizer steps done | 6 |" in text
     assert "eval_loss" in text and "perplexity" in text  # the results
+    assert "](plots/training_curves.png)" in text

@@ -164,6 +164,12 @@ def test_translation_example_trains_reports_bleu_and_saves_a_shareable_folder(tm
     assert "eval_bleu" in json.loads((output / "eval_results.json").read_text())
     saved = json.loads((output / "generation_config.json").read_text())
     assert (saved["num_beams"], saved["length_penalty"], saved["max_length"]) == (2, 0.6, 24)
+    pictures = ["training_curves", "attention_encoder_self_attention"]
+    pictures += ["attention_decoder_self_attention", "attention_cross_attention"]
+    for name in pictures:
+        assert (output / "plots" / f"{name}.png").stat().st_size > 5000, name
+    card = (output / "README.md").read_text()
+    assert "AutoModelForSeq2SeqLM" in card and "test_bleu" in card and "Vaswani" in card
 
     translate = """
         import torch
