@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ROOT, run_example, tiny_bert_config, tiny_gpt_config
+from conftest import ROOT, SHARED_DATA, run_example, tiny_bert_config, tiny_gpt_config
 from datasets import Dataset
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -490,3 +490,55 @@ def test_fsdp2_saved_folder_is_shareable(fsdp_run):
     assert all(value.split(".")[0].startswith(("modeling_", "configuration_"))
                for value in config["auto_map"].values()), config["auto_map"]  # fmt: skip
     assert (fsdp_run / "gpt" / "modeling_gpt.py").is_file()
+
+
+@pytest.mark.slow
+def test_translation_and_fine_tuning_examples_run_on_two_processes(tmp_path):
+    """The other examples also run unchanged under `accelerate launch`: translation (generation
+    during evaluation and on the test split, gathered across the processes) and BERT fine-tuning."""
+    from hf_scratch.tokenization import train_wordpiece
+
+    launcher = [*ACCELERATE, "--config_file", str(CONFIGS / "cpu_multi_process.yaml")]
+    translation = tmp_path / "translation"
+    launch(
+        launcher,
+        ROOT / "examples" / "train_translation.py",
+        "--output_dir", str(translation),
+        "--config_overrides",
+        "hidden_size=32,encoder_layers=1,decoder_layers=1,num_attention_heads=2,intermediate_size=64",
+        "--max_train_samples", "64",
+        "--max_eval_samples", "16",
+        "--tokenizer_vocab_size", "300",
+        "--max_steps", "4",
+        "--per_device_train_batch_size", "8",
+        "--per_device_eval_batch_size", "8",
+        "--eval_strategy", "no",
+        "--save_strategy", "no",
+        "--num_beams", "2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    metrics = json.loads((translation / "all_results.json").read_text())
+    assert {"eval_bleu", "test_bleu"} <= set(metrics)
+
+    pretrained = tmp_path / "bert"
+    sentences = (SHARED_DATA / "glue" / "SST-2" / "train.tsv").read_text().splitlines()[1:400]
+    tokenizer = train_wordpiece(sentences, 300, show_progress=False)
+    ScratchBertForPreTraining(tiny_bert_config(vocab_size=len(tokenizer))).save_pretrained(
+        pretrained
+    )
+    tokenizer.save_pretrained(pretrained)
+    fine_tuned = tmp_path / "sst2"
+    launch(
+        launcher,
+        ROOT / "examples" / "finetune_bert.py",
+        "--model_name_or_path", str(pretrained),
+        "--task", "SST-2",
+        "--max_train_samples", "64",
+        "--max_eval_samples", "32",
+        "--max_seq_length", "32",
+        "--per_device_train_batch_size", "8",
+        "--max_steps", "4",
+        "--output_dir", str(fine_tuned),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert "eval_accuracy" in json.loads((fine_tuned / "eval_results.json").read_text())
