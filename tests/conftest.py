@@ -90,6 +90,27 @@ def word_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>")
 
 
+def wordpiece_tokenizer_of(words: int, pieces: int):
+    """A WordPiece tokenizer built offline: [PAD] [UNK] [CLS] [SEP] [MASK] (ids 0-4), then `words`
+    words w0, w1, ... and `pieces` continuation pieces ##p0, ##p1, ..."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens = specials + [f"w{i}" for i in range(words)] + [f"##p{i}" for i in range(pieces)]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
 ROOT = Path(__file__).resolve().parents[1]
 # Real corpora next to the repository (see its README): GLUE, Multi30k, WikiText-2, tinyshakespeare.
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import wordpiece_tokenizer_of
 from datasets import Dataset
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
+from transformers import DataCollatorForLanguageModeling
 
 from hf_scratch.data import NextSentencePairs, WholeWordMaskCollator, split_segments
 
@@ -13,19 +13,7 @@ CLS, SEP, MASK = 2, 3, 4
 
 @pytest.fixture(scope="module")
 def wordpiece_tokenizer():
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    words = [f"w{i}" for i in range(400)] + [f"##p{i}" for i in range(100)]
-    vocab = {token: i for i, token in enumerate(specials + words)}
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    return wordpiece_tokenizer_of(words=400, pieces=100)
 
 
 def _large_batch(continuation_share=0.0):

@@ -16,11 +16,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, run_example, tiny_bert_config, tiny_gpt_config
+from conftest import (
+    ROOT,
+    SHARED_DATA,
+    run_example,
+    tiny_bert_config,
+    tiny_gpt_config,
+    wordpiece_tokenizer_of,
+)
 from datasets import Dataset
 from safetensors.torch import load_file
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from hf_scratch import ScratchBertForPreTraining, ScratchGPTLMHeadModel
 from hf_scratch.data import (
@@ -166,19 +172,7 @@ def test_bert_pretraining_on_two_processes_equals_one(tmp_path):
 
 @pytest.fixture(scope="module")
 def wordpiece_tokenizer():
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    words = [f"w{i}" for i in range(74)] + [f"##p{i}" for i in range(20)]
-    vocab = {token: i for i, token in enumerate(specials + words)}
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    return wordpiece_tokenizer_of(words=74, pieces=20)
 
 
 def _pairs(count: int, seed: int = 0) -> list[dict]:

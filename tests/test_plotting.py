@@ -8,14 +8,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bert_config, tiny_gpt_config
+from conftest import tiny_bert_config, tiny_gpt_config, tiny_transformer_config
 from transformers import Trainer, TrainingArguments
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
 from hf_scratch import (
     ScratchBertModel,
     ScratchGPTLMHeadModel,
-    ScratchTransformerConfig,
     ScratchTransformerForConditionalGeneration,
 )
 from hf_scratch.plotting import (
@@ -33,25 +32,6 @@ pytest.importorskip("matplotlib")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TEXT = "the cat sat on the mat"
-
-
-def tiny_transformer_config(**overrides) -> ScratchTransformerConfig:
-    values = dict(
-        vocab_size=61,
-        max_position_embeddings=40,
-        hidden_size=32,
-        encoder_layers=2,
-        decoder_layers=3,
-        num_attention_heads=4,
-        intermediate_size=48,
-        hidden_dropout_prob=0.0,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    values.update(overrides)
-    return ScratchTransformerConfig(**values)
 
 
 def assert_png(path, min_width: int = 200) -> None:
