@@ -411,6 +411,15 @@ class ScratchTransformerForConditionalGeneration(
                 self.final_logits_bias = nn.Buffer(bias)
         return embeddings
 
+    def _reorder_cache(self, cache: EncoderDecoderCache, beam_idx: torch.Tensor):
+        """Beam search continues beam i from beam `beam_idx[i]` (`generate()` calls this at every
+        step): the decoder self-attention keys and values follow. The cross-attention ones need not:
+        the beams of a source sentence only ever continue each other, and all hold that sentence's
+        encoder output, so their rows are equal. Reordering them too (what `EncoderDecoderCache`
+        would do) copies B x beams x S x C numbers per layer and step for nothing."""
+        cache.self_attention_cache.reorder_cache(beam_idx)
+        return cache
+
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """Teacher-forcing decoder inputs, for `DataCollatorForSeq2Seq(tokenizer, model=model)`."""
         return shift_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
