@@ -35,9 +35,7 @@ class _CrossEntropySum(torch.autograd.Function):
         safe_labels = labels.masked_fill(~valid, 0)
         lse = torch.empty(N, dtype=torch.float32, device=logits.device)
         for rows in _row_blocks(N, V):
-            block = logits[rows].float()  # (n, V)
-            row_max = block.amax(dim=-1, keepdim=True)
-            lse[rows] = (block - row_max).exp_().sum(dim=-1).log_() + row_max.squeeze(-1)
+            lse[rows] = torch.logsumexp(logits[rows].float(), dim=-1)  # (n,)
         label_logits = logits.gather(1, safe_labels[:, None]).squeeze(1).float()  # z_y: (N,)
         losses = (1.0 - label_smoothing) * (lse - label_logits)
         if label_smoothing > 0:
@@ -52,20 +50,29 @@ class _CrossEntropySum(torch.autograd.Function):
         eps = ctx.label_smoothing
         N, V = logits.shape
         grad_logits = torch.empty_like(logits)
-        row_scale = valid.float() * grad_output  # (N,): 0 on unlabelled rows
-        in_place = logits.dtype == torch.float32  # softmax(z) straight into the gradient's rows
+        # The gradient of the sum is s * (softmax(z) - target) with s = grad_output on labelled
+        # rows and 0 elsewhere. |s| * softmax(z) = exp(z - (lse - log |s|)) (exp(-inf) = 0 where
+        # s = 0): the scale rides on the exponential instead of costing one more pass over the
+        # block; only a negative s (a negated loss) needs its sign applied afterwards.
+        magnitude = valid.float() * grad_output.abs()  # (N,)
+        shift = lse - magnitude.log()  # (N,)
+        negative = bool(grad_output < 0)
+        in_place = logits.dtype == torch.float32  # the gradient formed in its own rows
         for rows in _row_blocks(N, V):
             if in_place:
-                probabilities = torch.sub(logits[rows], lse[rows, None], out=grad_logits[rows])
+                gradient = torch.sub(logits[rows], shift[rows, None], out=grad_logits[rows])
             else:
-                probabilities = logits[rows].float() - lse[rows, None]
-            probabilities.exp_()  # softmax(z): (n, V)
+                gradient = logits[rows].float() - shift[rows, None]
+            gradient.exp_()  # |s| softmax(z): (n, V)
+            scale = magnitude[rows]  # (n,)
             if eps > 0:
-                probabilities.sub_(eps / V)
-            probabilities[torch.arange(probabilities.shape[0]), labels[rows]] -= 1.0 - eps
-            probabilities.mul_(row_scale[rows, None])
+                gradient.sub_(scale[:, None] * (eps / V))
+            label_rows = torch.arange(gradient.shape[0], device=gradient.device)
+            gradient[label_rows, labels[rows]] -= scale * (1.0 - eps)
+            if negative:
+                gradient.neg_()
             if not in_place:
-                grad_logits[rows] = probabilities
+                grad_logits[rows] = gradient
         return grad_logits, None, None, None
 
 
