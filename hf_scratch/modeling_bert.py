@@ -42,6 +42,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 from .attention import make_attention_mask
 from .configuration_bert import ScratchBertConfig
 from .layers import (
+    Dropout,
     LearnedPositionEmbedding,
     TransformerBlock,
     check_index_range,
@@ -100,11 +101,11 @@ class ScratchBertPreTrainedModel(ScratchPreTrainedModel):
             return_dict=True,
         )
 
-    def _classifier_dropout(self) -> nn.Dropout:
+    def _classifier_dropout(self) -> Dropout:
         probability = self.config.classifier_dropout
         if probability is None:
             probability = self.config.hidden_dropout_prob
-        return nn.Dropout(probability)
+        return Dropout(probability)
 
 
 class ScratchBertEmbeddings(nn.Module):
@@ -120,7 +121,7 @@ class ScratchBertEmbeddings(nn.Module):
         )
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(
         self,

@@ -47,6 +47,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 from .attention import make_attention_mask
 from .configuration_gpt import ScratchGPTConfig
 from .layers import (
+    Dropout,
     LearnedPositionEmbedding,
     TransformerBlock,
     check_index_range,
@@ -111,7 +112,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         self.positions_embed = LearnedPositionEmbedding(
             config.max_position_embeddings, config.hidden_size
         )  # W_p
-        self.dropout = nn.Dropout(config.embedding_dropout_prob)
+        self.dropout = Dropout(config.embedding_dropout_prob)
         self.layers = nn.ModuleList(
             TransformerBlock(config, is_causal=True, layer_idx=i)
             for i in range(config.num_hidden_layers)
@@ -281,7 +282,7 @@ class _ScratchGPTFineTuningModel(ScratchGPTPreTrainedModel):
         super().__init__(config)
         self.transformer = ScratchGPTModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)  # W_e^T (tied)
-        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.dropout = Dropout(config.classifier_dropout)
 
     def _extract_features(
         self,

@@ -51,6 +51,7 @@ from transformers.utils import can_return_tuple
 from .attention import make_attention_mask
 from .configuration_transformer import ScratchTransformerConfig
 from .layers import (
+    Dropout,
     SinusoidalPositionEmbedding,
     TransformerBlock,
     check_index_range,
@@ -114,7 +115,7 @@ class _TransformerStack(nn.Module):
             config.hidden_size,
             interleaved=config.sinusoid_layout == "interleaved",
         )  # PE
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(
             TransformerBlock(
                 config, is_causal=is_decoder, has_cross_attention=is_decoder, layer_idx=i
