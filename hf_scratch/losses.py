@@ -19,10 +19,24 @@ import torch
 _BLOCK_ELEMENTS = 1 << 22
 
 
-def _row_blocks(num_rows: int, vocab_size: int):
-    rows = max(1, _BLOCK_ELEMENTS // vocab_size)
-    for start in range(0, num_rows, rows):
-        yield slice(start, min(start + rows, num_rows))
+def _row_blocks(num_rows: int, vocab_size: int, rows: torch.Tensor | None):
+    """Indices of the row blocks to visit: slices of 0..num_rows-1 when `rows` is None, else
+    consecutive pieces of the index `rows`."""
+    size = max(1, _BLOCK_ELEMENTS // vocab_size)
+    if rows is None:
+        for start in range(0, num_rows, size):
+            yield slice(start, min(start + size, num_rows))
+    else:
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
+
+
+def _labelled_rows(valid: torch.Tensor) -> torch.Tensor | None:
+    """The rows the loss visits: all (None) when most rows carry a label (a language model's
+    labels), else only the labelled ones (the 15% of a masked LM), gathered block by block: the
+    other rows' log-sum-exp is never needed, and their gradient is zero."""
+    count = int(valid.sum())
+    return None if 2 * count > valid.numel() else valid.nonzero().squeeze(1)
 
 
 class _CrossEntropySum(torch.autograd.Function):
@@ -33,23 +47,27 @@ class _CrossEntropySum(torch.autograd.Function):
         N, V = logits.shape
         valid = labels != ignore_index  # (N,)
         safe_labels = labels.masked_fill(~valid, 0)
-        lse = torch.empty(N, dtype=torch.float32, device=logits.device)
-        for rows in _row_blocks(N, V):
-            lse[rows] = torch.logsumexp(logits[rows].float(), dim=-1)  # (n,)
+        rows = _labelled_rows(valid)
+        lse = torch.zeros(N, dtype=torch.float32, device=logits.device)
+        mean_logits = torch.zeros_like(lse) if label_smoothing > 0 else None
+        for index in _row_blocks(N, V, rows):
+            block = logits[index].float()  # (n, V); a copy of the gathered rows
+            lse[index] = torch.logsumexp(block, dim=-1)
+            if mean_logits is not None:
+                mean_logits[index] = block.mean(dim=-1)
         label_logits = logits.gather(1, safe_labels[:, None]).squeeze(1).float()  # z_y: (N,)
         losses = (1.0 - label_smoothing) * (lse - label_logits)
-        if label_smoothing > 0:
-            losses = losses + label_smoothing * (lse - logits.float().mean(dim=-1))
-        ctx.save_for_backward(logits, safe_labels, valid, lse)
+        if mean_logits is not None:
+            losses = losses + label_smoothing * (lse - mean_logits)
+        ctx.save_for_backward(logits, safe_labels, valid, lse, rows)
         ctx.label_smoothing = label_smoothing
         return losses.masked_fill(~valid, 0.0).sum()
 
     @staticmethod
     def backward(ctx, grad_output):
-        logits, labels, valid, lse = ctx.saved_tensors
+        logits, labels, valid, lse, rows = ctx.saved_tensors
         eps = ctx.label_smoothing
         N, V = logits.shape
-        grad_logits = torch.empty_like(logits)
         # The gradient of the sum is s * (softmax(z) - target) with s = grad_output on labelled
         # rows and 0 elsewhere. |s| * softmax(z) = exp(z - (lse - log |s|)) (exp(-inf) = 0 where
         # s = 0): the scale rides on the exponential instead of costing one more pass over the
@@ -57,22 +75,25 @@ class _CrossEntropySum(torch.autograd.Function):
         magnitude = valid.float() * grad_output.abs()  # (N,)
         shift = lse - magnitude.log()  # (N,)
         negative = bool(grad_output < 0)
-        in_place = logits.dtype == torch.float32  # the gradient formed in its own rows
-        for rows in _row_blocks(N, V):
+        # Visiting every row, the gradient is formed in its own rows; visiting the labelled ones,
+        # the others stay zero.
+        in_place = rows is None and logits.dtype == torch.float32
+        grad_logits = torch.empty_like(logits) if rows is None else torch.zeros_like(logits)
+        for index in _row_blocks(N, V, rows):
             if in_place:
-                gradient = torch.sub(logits[rows], shift[rows, None], out=grad_logits[rows])
+                gradient = torch.sub(logits[index], shift[index, None], out=grad_logits[index])
             else:
-                gradient = logits[rows].float() - shift[rows, None]
+                gradient = logits[index].float() - shift[index, None]
             gradient.exp_()  # |s| softmax(z): (n, V)
-            scale = magnitude[rows]  # (n,)
+            scale = magnitude[index]  # (n,)
             if eps > 0:
                 gradient.sub_(scale[:, None] * (eps / V))
             label_rows = torch.arange(gradient.shape[0], device=gradient.device)
-            gradient[label_rows, labels[rows]] -= scale * (1.0 - eps)
+            gradient[label_rows, labels[index]] -= scale * (1.0 - eps)
             if negative:
                 gradient.neg_()
             if not in_place:
-                grad_logits[rows] = gradient
+                grad_logits[index] = gradient
         return grad_logits, None, None, None
 
 

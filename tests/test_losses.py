@@ -10,12 +10,16 @@ from hf_scratch import losses
 
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("upstream", [1.0, 0.25, -2.0, 0.0])
-def test_value_and_gradient_equal_torch(monkeypatch, label_smoothing, upstream):
+@pytest.mark.parametrize("labelled", ["most rows", "few rows"])  # a language model's, a masked LM's
+def test_value_and_gradient_equal_torch(monkeypatch, label_smoothing, upstream, labelled):
     monkeypatch.setattr(losses, "_BLOCK_ELEMENTS", 700)  # 7 rows of 100 per block: several blocks
     logits = torch.randn(4, 9, 100, dtype=torch.float64).float() * 3
     labels = torch.randint(0, 100, (4, 9))
     labels[0, :4] = -100
     labels[2, 7] = -100
+    if labelled == "few rows":
+        labels[torch.rand(4, 9) > 0.2] = -100
+        labels[0, 5] = 3
     ours_input = logits.clone().requires_grad_()
     torch_input = logits.clone().requires_grad_()
 
