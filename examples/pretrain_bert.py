@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         callbacks=[MaskingEpochCallback(collator)],
     )
     metrics = train_and_evaluate(trainer)
-    sample = raw["validation"][column][0]
+    sample = next((text for text in raw["validation"][column] if text.strip()), None)
     save_and_share(trainer, *corpus_args.describe(), plot_text=sample)
     return metrics
 

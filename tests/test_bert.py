@@ -293,6 +293,9 @@ def test_pretraining_example_learns_and_saves_a_shareable_folder(tmp_path):
     metrics = json.loads((tmp_path / "eval_results.json").read_text())
     assert metrics["eval_mlm_perplexity"] < 1000 and 0 <= metrics["eval_nsp_accuracy"] <= 1
     assert json.loads((tmp_path / "config.json").read_text())["sparse_prediction"] is True
+    # the pictures and the model card the example ends with
+    assert (tmp_path / "plots" / "attention_self_attention.png").stat().st_size > 5000
+    assert "AutoModelForPreTraining" in (tmp_path / "README.md").read_text()
     result = run_without_hf_scratch(
         f"""
         import transformers
