@@ -21,8 +21,10 @@ from common import (
     interleaved_medians,
     interleaved_peak_memory_mib,
     machine_peak_gflops,
+    mfu,
     parse,
     print_table,
+    throughput_row,
     training_step,
 )
 from transformers import BertConfig, BertForPreTraining
@@ -92,20 +94,8 @@ def bench_pretraining(peak: float, repeats: int) -> list[list]:
                 "reference": 3 * forward_flops(reference.config, 8, 128, tokens),
                 "ours": 3 * forward_flops(reference.config, 8, 128, predicted),
             }
-            rows.append(
-                [
-                    f"pretrain step, {label}, sparse {'on' if sparse else 'off'}",
-                    tokens / times["reference"],
-                    tokens / times["ours"],
-                    times["reference"] / times["ours"],
-                    " / ".join(
-                        f"{flops[name] / times[name] / 1e9 / peak:.0%}"
-                        for name in ("reference", "ours")
-                    ),
-                    f"{memory['reference']:.0f} / {memory['ours']:.0f}",
-                    memory["ours"] / memory["reference"],
-                ]
-            )
+            name = f"pretrain step, {label}, sparse {'on' if sparse else 'off'}"
+            rows.append(throughput_row(name, tokens, times, mfu(flops, times, peak), memory))
     return rows
 
 
@@ -127,17 +117,7 @@ def bench_inference(repeats: int) -> list[list]:
                 warmup=1,
             )
         tokens = inputs["input_ids"].numel()
-        rows.append(
-            [
-                f"inference, {label}",
-                tokens / times["reference"],
-                tokens / times["ours"],
-                times["reference"] / times["ours"],
-                "",
-                "",
-                "",
-            ]
-        )
+        rows.append(throughput_row(f"inference, {label}", tokens, times))
     return rows
 
 

@@ -27,6 +27,7 @@ from common import (
     mfu,
     parse,
     print_table,
+    throughput_row,
     training_step,
 )
 from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTConfig, OpenAIGPTLMHeadModel
@@ -75,15 +76,9 @@ def bench_training(peak: float, repeats: int) -> list[list]:
         flops = 3 * forward_flops(reference.config, 8, 128)
         label = "OpenAIGPTLMHeadModel" if kind == "openai-gpt" else "GPT2LMHeadModel (sdpa)"
         rows.append(
-            [
-                f"train step vs {label}",
-                8 * 128 / times["reference"],
-                8 * 128 / times["ours"],
-                times["reference"] / times["ours"],
-                mfu(flops, times, peak),
-                f"{memory['reference']:.0f} / {memory['ours']:.0f}",
-                memory["ours"] / memory["reference"],
-            ]
+            throughput_row(
+                f"train step vs {label}", 8 * 128, times, mfu(flops, times, peak), memory
+            )
         )
     return rows
 
@@ -104,17 +99,8 @@ def bench_inference(peak: float, repeats: int) -> list[list]:
                 warmup=1,
             )
         flops = forward_flops(reference.config, 8, 128)
-        rows.append(
-            [
-                f"forward GPT-1 size vs {type(reference).__name__}",
-                8 * 128 / times["reference"],
-                8 * 128 / times["ours"],
-                times["reference"] / times["ours"],
-                mfu(flops, times, peak),
-                "",
-                "",
-            ]
-        )
+        label = f"forward GPT-1 size vs {type(reference).__name__}"
+        rows.append(throughput_row(label, 8 * 128, times, mfu(flops, times, peak)))
     return rows
 
 

@@ -28,6 +28,7 @@ from common import (
     mfu,
     parse,
     print_table,
+    throughput_row,
     training_step,
 )
 from transformers import MarianConfig, MarianMTModel
@@ -109,17 +110,7 @@ def bench_training(peak: float, repeats: int) -> list[list]:
     memory = interleaved_peak_memory_mib(steps)
     flops = 3 * forward_flops(reference.config, 16, SOURCE_LENGTH, TARGET_LENGTH)
     tokens = 16 * (SOURCE_LENGTH + TARGET_LENGTH)
-    return [
-        [
-            "train step, small",
-            tokens / times["reference"],
-            tokens / times["ours"],
-            times["reference"] / times["ours"],
-            mfu(flops, times, peak),
-            f"{memory['reference']:.0f} / {memory['ours']:.0f}",
-            memory["ours"] / memory["reference"],
-        ]
-    ]
+    return [throughput_row("train step, small", tokens, times, mfu(flops, times, peak), memory)]
 
 
 def bench_inference(peak: float, repeats: int) -> list[list]:
@@ -136,17 +127,7 @@ def bench_inference(peak: float, repeats: int) -> list[list]:
         )
     flops = forward_flops(reference.config, 16, SOURCE_LENGTH, TARGET_LENGTH)
     tokens = 16 * (SOURCE_LENGTH + TARGET_LENGTH)
-    return [
-        [
-            "forward, base",
-            tokens / times["reference"],
-            tokens / times["ours"],
-            times["reference"] / times["ours"],
-            mfu(flops, times, peak),
-            "",
-            "",
-        ]
-    ]
+    return [throughput_row("forward, base", tokens, times, mfu(flops, times, peak))]
 
 
 def bench_generation(repeats: int, sizes: dict, name: str) -> list[list]:

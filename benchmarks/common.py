@@ -151,9 +151,35 @@ def interleaved_peak_memory_mib(steps: dict[str, Callable[[], object]]) -> dict[
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def mfu(flops: float, times: dict[str, float], peak: float) -> str:
-    """Model FLOPs utilization of the reference and of ours, against the matmul peak."""
-    return " / ".join(f"{flops / times[name] / 1e9 / peak:.0%}" for name in ("reference", "ours"))
+def mfu(flops: float | dict[str, float], times: dict[str, float], peak: float) -> str:
+    """Model FLOPs utilization of the reference and of ours, against the matmul peak. `flops` is
+    one count for both, or one per model when they compute differently (sparse prediction)."""
+    per_model = flops if isinstance(flops, dict) else dict.fromkeys(times, flops)
+    return " / ".join(
+        f"{per_model[name] / times[name] / 1e9 / peak:.0%}" for name in ("reference", "ours")
+    )
+
+
+def throughput_row(
+    label: str,
+    tokens: int,
+    times: dict[str, float],
+    utilization: str = "",
+    memory: dict[str, float] | None = None,
+) -> list:
+    """One `COMPARISON_HEADER` row: tokens/s of the reference and of ours, their ratio, the MFU
+    text, and the peak memory of both with ours/reference when measured."""
+    row = [
+        label,
+        tokens / times["reference"],
+        tokens / times["ours"],
+        times["reference"] / times["ours"],
+        utilization,
+    ]
+    if memory is None:
+        return [*row, "", ""]
+    memory_text = f"{memory['reference']:.0f} / {memory['ours']:.0f}"
+    return [*row, memory_text, memory["ours"] / memory["reference"]]
 
 
 def training_step(model, batch: dict[str, torch.Tensor]):
