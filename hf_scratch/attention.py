@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache, EncoderDecoderCache
 
+from .packing import Linear
+
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 
 # --------------------------------------------------------------------------------------------------
@@ -199,7 +201,8 @@ class MultiHeadAttention(nn.Module):
     `torch.nn.MultiheadAttention.in_proj_weight`, and computes Q, K and V in one matrix product.
     Cross-attention projects two different inputs, so it has `q_proj` (W_Q, for the decoder
     states) and `kv_proj` ([W_K; W_V], 2C x C, for the encoder output). Every projection is an
-    `nn.Linear` called as a module, so adapters that wrap linear layers (PEFT's LoRA) see them all.
+    `nn.Linear` (`packing.Linear`) called as a module, so adapters that wrap linear layers (PEFT's
+    LoRA) see them all.
 
     Reads from `config`: `hidden_size`, `num_attention_heads`, `attention_probs_dropout_prob` and,
     at every call, `_attn_implementation` ("eager" or "sdpa"), so `model.set_attn_implementation`
@@ -241,11 +244,11 @@ class MultiHeadAttention(nn.Module):
         self.layer_idx = layer_idx
         self.dropout = config.attention_probs_dropout_prob
         if is_cross_attention:
-            self.q_proj = nn.Linear(hidden_size, hidden_size)  # W_Q
-            self.kv_proj = nn.Linear(hidden_size, 2 * hidden_size)  # [W_K; W_V]
+            self.q_proj = Linear(hidden_size, hidden_size)  # W_Q
+            self.kv_proj = Linear(hidden_size, 2 * hidden_size)  # [W_K; W_V]
         else:
-            self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size)  # [W_Q; W_K; W_V]
-        self.out_proj = nn.Linear(hidden_size, hidden_size)  # W^O
+            self.qkv_proj = Linear(hidden_size, 3 * hidden_size)  # [W_Q; W_K; W_V]
+        self.out_proj = Linear(hidden_size, hidden_size)  # W^O
         self.score = ScaledDotScore()
 
     @property

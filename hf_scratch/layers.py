@@ -20,6 +20,7 @@ from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .attention import MultiHeadAttention
+from .packing import Linear
 
 # The activations the three papers and their checkpoints use, by their Hugging Face config names.
 ACTIVATIONS = {
@@ -170,9 +171,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, hidden_size: int, intermediate_size: int, activation: str):
         super().__init__()
-        self.fc1 = nn.Linear(hidden_size, intermediate_size)  # W_1: (B, T, C) -> (B, T, F)
+        self.fc1 = Linear(hidden_size, intermediate_size)  # W_1: (B, T, C) -> (B, T, F)
         self.activation = get_activation(activation)
-        self.fc2 = nn.Linear(intermediate_size, hidden_size)  # W_2: (B, T, F) -> (B, T, C)
+        self.fc2 = Linear(intermediate_size, hidden_size)  # W_2: (B, T, F) -> (B, T, C)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation(self.fc1(hidden_states)))

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import GenerationMixin
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
@@ -56,7 +55,8 @@ from .layers import (
     run_blocks,
 )
 from .losses import causal_lm_loss, classification_loss
-from .pretrained import ScratchPreTrainedModel
+from .packing import Linear
+from .pretrained import ScratchGenerationMixin, ScratchPreTrainedModel
 
 
 @dataclass
@@ -188,7 +188,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         )
 
 
-class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, GenerationMixin):
+class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, ScratchGenerationMixin):
     """The language model P(u) = softmax(h_n W_e^T) (§3.1), trained on L1 and used by
     `generate()`."""
 
@@ -202,7 +202,7 @@ class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, GenerationMixin):
         # `num_items_in_batch`, which our loss divides by.
         self.loss_type = "ForCausalLM"
         self.transformer = ScratchGPTModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)  # W_e^T (tied)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)  # W_e^T (tied)
         self.post_init()
 
     @can_return_tuple

@@ -37,7 +37,6 @@ import math
 
 import torch
 from torch import nn
-from transformers import GenerationMixin
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import (
@@ -58,7 +57,8 @@ from .layers import (
     run_blocks,
 )
 from .losses import cross_entropy
-from .pretrained import ScratchPreTrainedModel
+from .packing import Linear
+from .pretrained import ScratchGenerationMixin, ScratchPreTrainedModel
 
 
 def shift_right(labels: torch.Tensor, pad_token_id: int, start_token_id: int) -> torch.Tensor:
@@ -364,7 +364,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
 
 
 class ScratchTransformerForConditionalGeneration(
-    ScratchTransformerPreTrainedModel, GenerationMixin
+    ScratchTransformerPreTrainedModel, ScratchGenerationMixin
 ):
     """The translation model P(y_t | y_<t, x) = softmax(g_L E^T [+ final logits bias]) (§3.4),
     trained with label-smoothed cross-entropy (§5.4) and decoded by `generate()`: greedy, beam
@@ -378,7 +378,7 @@ class ScratchTransformerForConditionalGeneration(
     def __init__(self, config: ScratchTransformerConfig):
         super().__init__(config)
         self.model = ScratchTransformerModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.decoder_vocab_size, bias=False)  # E^T
+        self.lm_head = Linear(config.hidden_size, config.decoder_vocab_size, bias=False)  # E^T
         self._tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
         if config.share_embeddings:
             self._tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}

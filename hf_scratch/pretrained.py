@@ -7,11 +7,12 @@ import os
 
 from safetensors import SafetensorError, safe_open
 from torch import nn
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_NAME
 
 from .layers import SinusoidalPositionEmbedding
+from .packing import packed_weights
 
 # The `from_pretrained` arguments that say where a checkpoint lives, passed on to the config lookup.
 _LOCATION_ARGUMENTS = ("subfolder", "revision", "cache_dir", "local_files_only", "token")
@@ -209,3 +210,18 @@ class ScratchPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, SinusoidalPositionEmbedding):
             init.copy_(module.weight, module.reset_table())
+
+
+class ScratchGenerationMixin(GenerationMixin):
+    """transformers' `GenerationMixin`, whose `generate()` runs with packed weights (see
+    `packing.Linear`): on CPU in float32, batch x beams >= 4 decodes 1.3-1.5x faster, at the cost
+    of about the decoder's weights again in memory while `generate()` runs. Set
+    `model.pack_weights_for_generation = False` to decode with plain `nn.Linear` products."""
+
+    pack_weights_for_generation = True
+
+    def generate(self, *args, **kwargs):
+        if not self.pack_weights_for_generation:
+            return super().generate(*args, **kwargs)
+        with packed_weights(self):
+            return super().generate(*args, **kwargs)
