@@ -15,6 +15,7 @@ import math
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -38,6 +39,25 @@ def get_activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
+
+
+def activate_in_place(activation: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """activation(hidden), written over `hidden` (one of `ACTIVATIONS`; any other module is called
+    as usual)."""
+    if isinstance(activation, nn.GELU):
+        return torch.ops.aten.gelu_(hidden, approximate=activation.approximate)
+    if isinstance(activation, nn.ReLU):
+        return hidden.relu_()
+    if isinstance(activation, nn.SiLU):
+        return F.silu(hidden, inplace=True)
+    return activation(hidden)
+
+
+def _hooked(*modules: nn.Module) -> bool:
+    """Whether a forward hook may see (and keep) these modules' inputs or outputs."""
+    return bool(nn.modules.module._global_forward_hooks) or any(
+        module._forward_hooks or module._forward_pre_hooks for module in modules
+    )
 
 
 def check_index_range(ids: torch.Tensor, limit: int, name: str) -> None:
@@ -176,7 +196,13 @@ class FeedForward(nn.Module):
         self.fc2 = Linear(intermediate_size, hidden_size)  # W_2: (B, T, F) -> (B, T, C)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation(self.fc1(hidden_states)))
+        hidden = self.fc1(hidden_states)  # (B, T, F)
+        if torch.is_grad_enabled() or _hooked(self.fc1, self.activation):
+            return self.fc2(self.activation(hidden))
+        # Inference: the activation overwrites the product, which nothing else holds, instead of
+        # allocating and first touching a second (B, T, F) tensor: 3-5% of BERT-base inference
+        # here. (Training keeps the product for the activation's backward.)
+        return self.fc2(activate_in_place(self.activation, hidden))
 
 
 class TransformerBlock(GradientCheckpointingLayer):

@@ -90,6 +90,25 @@ def test_feed_forward_is_w2_act_w1():
     torch.testing.assert_close(ffn(x), expected)
 
 
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_feed_forward_in_inference_equals_training_mode(activation):
+    ffn = FeedForward(8, 32, activation)
+    x = torch.randn(2, 3, 8)
+    expected = ffn(x)
+    with torch.no_grad():  # the activation then runs in place
+        torch.testing.assert_close(ffn(x), expected, atol=0, rtol=0)
+
+
+def test_feed_forward_hooks_see_the_products_untouched():
+    ffn = FeedForward(8, 32, "gelu")
+    seen = []
+    ffn.fc1.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    x = torch.randn(2, 3, 8)
+    with torch.no_grad():
+        ffn(x)
+    torch.testing.assert_close(seen[0], ffn.fc1(x))  # not overwritten by the activation
+
+
 # --------------------------------------------------------------------------------------------------
 # The residual block against torch.nn.TransformerEncoderLayer / TransformerDecoderLayer
 # --------------------------------------------------------------------------------------------------
