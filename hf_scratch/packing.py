@@ -30,6 +30,10 @@ class Linear(nn.Linear):
         self.packing = False  # set by `packed_weights`
         self._pack = None  # (the weight's identity, its packed copy or None when seen once)
 
+    def __getstate__(self) -> dict:
+        # Copies (deepcopy, pickle) start without packs: MKL's packed buffer is opaque to torch.
+        return {**self.__dict__, "packing": False, "_pack": None}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features
         if self.packing and 4 <= rows <= 512 and self._packable(x):

@@ -1,6 +1,8 @@
 """Packed weights for decoding (`hf_scratch.packing`): the same products as `nn.Linear`, made only
 where they pay, never stale, freed after `generate()`."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -60,6 +62,17 @@ def test_nested_contexts_keep_the_outer_packs():
         with packed_weights(linear):
             linear(x), linear(x)
         assert linear.packing and linear._pack[1] is not None
+
+
+def test_a_packed_layer_can_be_copied():
+    linear = Linear(16, 32)
+    x = torch.randn(8, 16)
+    with torch.no_grad(), packed_weights(linear):
+        linear(x), linear(x)
+        copied = copy.deepcopy(linear)
+        assert linear._pack[1] is not None  # the original keeps its pack
+    assert copied._pack is None and not copied.packing
+    torch.testing.assert_close(copied(x), linear(x))
 
 
 def _generate_with_and_without_packing(model, inputs, settings):
