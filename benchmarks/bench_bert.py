@@ -1,6 +1,6 @@
 """BERT: hf_scratch against transformers' BertForPreTraining (sdpa), same weights.
 
-    python benchmarks/bench_bert.py [--repeats N] [--smoke]
+    python benchmarks/bench_bert.py [--repeats N] [--smoke] [--section NAME]
 
 Ours is converted from the reference with `hf_scratch.convert.from_reference`; repetitions are
 interleaved and medians reported (fp32, CPU). Ratios are ours/reference in throughput (> 1: ours is
@@ -14,6 +14,8 @@ MFU counts the FLOPs each model does: with sparse prediction ours projects only 
   to show what padding costs.
 """
 
+from functools import partial
+
 import torch
 from common import (
     COMPARISON_HEADER,
@@ -24,6 +26,7 @@ from common import (
     mfu,
     parse,
     print_table,
+    run_sections,
     throughput_row,
     training_step,
 )
@@ -73,52 +76,38 @@ def forward_flops(config, batch: int, length: int, predicted_rows: int) -> float
     return encoder + 2 * predicted_rows * (C * C + C * V)
 
 
-def bench_pretraining(peak: float, repeats: int) -> list[list]:
-    rows = []
-    for label, sizes in (("small", SMALL), ("BERT-base", BASE)):
-        for sparse in (True, False):
-            ours, reference = pair(sizes, sparse)
-            batch = pretraining_batch(reference.config.vocab_size)
-            steps = {
-                "ours": training_step(ours, batch),
-                "reference": training_step(reference, batch),
-            }
-            times = interleaved_medians(
-                steps, repeats=repeats, warmup=1, min_seconds=0 if label != "small" else 2
-            )
-            memory = interleaved_peak_memory_mib(steps)
-            tokens = batch["input_ids"].numel()
-            # the reference projects every position; ours only the masked ones when sparse
-            predicted = int((batch["labels"] != -100).sum()) if sparse else tokens
-            flops = {
-                "reference": 3 * forward_flops(reference.config, 8, 128, tokens),
-                "ours": 3 * forward_flops(reference.config, 8, 128, predicted),
-            }
-            name = f"pretrain step, {label}, sparse {'on' if sparse else 'off'}"
-            rows.append(throughput_row(name, tokens, times, mfu(flops, times, peak), memory))
-    return rows
+def bench_pretraining(label: str, sizes: dict, sparse: bool, peak: float, repeats: int):
+    ours, reference = pair(sizes, sparse)
+    batch = pretraining_batch(reference.config.vocab_size)
+    steps = {"ours": training_step(ours, batch), "reference": training_step(reference, batch)}
+    times = interleaved_medians(
+        steps, repeats=repeats, warmup=1, min_seconds=0 if label != "small" else 2
+    )
+    memory = interleaved_peak_memory_mib(steps)
+    tokens = batch["input_ids"].numel()
+    # the reference projects every position; ours only the masked ones when sparse
+    predicted = int((batch["labels"] != -100).sum()) if sparse else tokens
+    flops = {
+        "reference": 3 * forward_flops(reference.config, 8, 128, tokens),
+        "ours": 3 * forward_flops(reference.config, 8, 128, predicted),
+    }
+    name = f"pretrain step, {label}, sparse {'on' if sparse else 'off'}"
+    return [throughput_row(name, tokens, times, mfu(flops, times, peak), memory)]
 
 
-def bench_inference(repeats: int) -> list[list]:
-    rows = []
-    for label, sizes in (("small", SMALL), ("BERT-base", BASE)):
-        ours, reference = pair(sizes, sparse=False)
-        ours.eval()
-        reference.eval()
-        batch = pretraining_batch(reference.config.vocab_size)
-        inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
-        with torch.no_grad():
-            times = interleaved_medians(
-                {
-                    "ours": lambda m=ours, x=inputs: m(**x),
-                    "reference": lambda m=reference, x=inputs: m(**x),
-                },
-                repeats=repeats,
-                warmup=1,
-            )
-        tokens = inputs["input_ids"].numel()
-        rows.append(throughput_row(f"inference, {label}", tokens, times))
-    return rows
+def bench_inference(label: str, sizes: dict, repeats: int) -> list[list]:
+    ours, reference = pair(sizes, sparse=False)
+    ours.eval()
+    reference.eval()
+    batch = pretraining_batch(reference.config.vocab_size)
+    inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        times = interleaved_medians(
+            {"ours": lambda: ours(**inputs), "reference": lambda: reference(**inputs)},
+            repeats=repeats,
+            warmup=1,
+        )
+    return [throughput_row(f"inference, {label}", inputs["input_ids"].numel(), times)]
 
 
 def bench_padding(repeats: int) -> list[list]:
@@ -143,13 +132,30 @@ def main() -> None:
     parser = benchmark_arguments(__doc__.split("\n")[0])
     args = parse(parser)
     repeats = args.repeats
-    peak = machine_peak_gflops()
+    peak = machine_peak_gflops(args)
+    sizes = {"small": SMALL, "BERT-base": BASE}
+    sections = {
+        f"pretrain {label} sparse {sparse}": partial(
+            bench_pretraining, label, sizes[label], sparse == "on", peak, repeats
+        )
+        for label in sizes
+        for sparse in ("on", "off")
+    }
+    sections |= {
+        f"inference {label}": partial(bench_inference, label, sizes[label], repeats)
+        for label in sizes
+    }
+    sections["padding"] = partial(bench_padding, repeats)
+    rows = run_sections(sections, args, peak)
+    if args.section is not None:
+        return
+    padding = rows.pop("padding")
     print("tokens/s; ratio = ours/reference")
-    print_table(COMPARISON_HEADER, bench_pretraining(peak, repeats) + bench_inference(repeats))
+    print_table(COMPARISON_HEADER, [row for section in rows.values() for row in section])
     print(
         "\nours, small config, one pre-training step on the same real tokens, half-padded or packed"
     )
-    print_table(["batch", "real tokens/s", "ms per step", "time / packed"], bench_padding(repeats))
+    print_table(["batch", "real tokens/s", "ms per step", "time / packed"], padding)
 
 
 if __name__ == "__main__":

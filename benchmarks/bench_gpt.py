@@ -1,6 +1,6 @@
 """GPT: hf_scratch against transformers' OpenAI GPT (GPT-1 layout) and GPT-2 (sdpa), same weights.
 
-    python benchmarks/bench_gpt.py [--repeats N] [--smoke]
+    python benchmarks/bench_gpt.py [--repeats N] [--smoke] [--section NAME]
 
 Each pair is built from one reference model and converted with `hf_scratch.convert.from_reference`,
 so ours and the reference hold identical weights; their repetitions are interleaved and medians
@@ -16,6 +16,8 @@ reported (fp32, CPU). Ratios are ours/reference in throughput (> 1: ours is fast
   end-of-sequence token (so that both always generate 64 tokens).
 """
 
+from functools import partial
+
 import torch
 from common import (
     COMPARISON_HEADER,
@@ -27,6 +29,7 @@ from common import (
     mfu,
     parse,
     print_table,
+    run_sections,
     throughput_row,
     training_step,
 )
@@ -58,75 +61,59 @@ def forward_flops(config, batch: int, length: int) -> float:
     return projections + attention
 
 
-def bench_training(peak: float, repeats: int) -> list[list]:
+def bench_training(kind: str, peak: float, repeats: int) -> list[list]:
+    ours, reference = reference_pair(kind, SMALL)
+    ours.train()
+    reference.train()
+    torch.manual_seed(1)
+    input_ids = torch.randint(0, reference.config.vocab_size, (8, 128))
+    batch = {"input_ids": input_ids, "labels": input_ids}
+    steps = {"ours": training_step(ours, batch), "reference": training_step(reference, batch)}
+    times = interleaved_medians(steps, repeats=repeats, warmup=2)
+    memory = interleaved_peak_memory_mib(steps)
+    flops = 3 * forward_flops(reference.config, 8, 128)
+    label = "OpenAIGPTLMHeadModel" if kind == "openai-gpt" else "GPT2LMHeadModel (sdpa)"
+    utilization = mfu(flops, times, peak)
+    return [throughput_row(f"train step vs {label}", 8 * 128, times, utilization, memory)]
+
+
+def bench_inference(kind: str, peak: float, repeats: int) -> list[list]:
+    ours, reference = reference_pair(kind, BASE)
+    torch.manual_seed(1)
+    input_ids = torch.randint(0, reference.config.vocab_size, (8, 128))
+    with torch.no_grad():
+        times = interleaved_medians(
+            {"ours": lambda: ours(input_ids), "reference": lambda: reference(input_ids)},
+            repeats=repeats,
+            warmup=1,
+        )
+    flops = forward_flops(reference.config, 8, 128)
+    label = f"forward GPT-1 size vs {type(reference).__name__}"
+    return [throughput_row(label, 8 * 128, times, mfu(flops, times, peak))]
+
+
+def bench_generation(kind: str, repeats: int) -> list[list]:
+    ours, reference = reference_pair(kind, SMALL)
+    # No end-of-sequence token: every run generates exactly 64 tokens, and neither model pays for
+    # the end-of-sequence bookkeeping of generate().
+    for model in (ours, reference):
+        model.generation_config.eos_token_id = None
     rows = []
-    for kind in ("openai-gpt", "gpt2"):
-        ours, reference = reference_pair(kind, SMALL)
-        ours.train()
-        reference.train()
+    for batch in (1, 8):
         torch.manual_seed(1)
-        input_ids = torch.randint(0, reference.config.vocab_size, (8, 128))
-        batch = {"input_ids": input_ids, "labels": input_ids}
-        steps = {
-            "ours": training_step(ours, batch),
-            "reference": training_step(reference, batch),
-        }
-        times = interleaved_medians(steps, repeats=repeats, warmup=2)
-        memory = interleaved_peak_memory_mib(steps)
-        flops = 3 * forward_flops(reference.config, 8, 128)
-        label = "OpenAIGPTLMHeadModel" if kind == "openai-gpt" else "GPT2LMHeadModel (sdpa)"
+        prompt = torch.randint(0, reference.config.vocab_size, (batch, 32))
+        settings = dict(max_new_tokens=64, do_sample=False, pad_token_id=0)
         rows.append(
-            throughput_row(
-                f"train step vs {label}", 8 * 128, times, mfu(flops, times, peak), memory
+            generation_row(
+                f"generate b{batch} vs {type(reference).__name__}",
+                ours,
+                reference,
+                {"input_ids": prompt},
+                settings,
+                new_tokens=64,
+                repeats=repeats,
             )
         )
-    return rows
-
-
-def bench_inference(peak: float, repeats: int) -> list[list]:
-    rows = []
-    for kind in ("openai-gpt", "gpt2"):
-        ours, reference = reference_pair(kind, BASE)
-        torch.manual_seed(1)
-        input_ids = torch.randint(0, reference.config.vocab_size, (8, 128))
-        with torch.no_grad():
-            times = interleaved_medians(
-                {
-                    "ours": lambda m=ours, x=input_ids: m(x),
-                    "reference": lambda m=reference, x=input_ids: m(x),
-                },
-                repeats=repeats,
-                warmup=1,
-            )
-        flops = forward_flops(reference.config, 8, 128)
-        label = f"forward GPT-1 size vs {type(reference).__name__}"
-        rows.append(throughput_row(label, 8 * 128, times, mfu(flops, times, peak)))
-    return rows
-
-
-def bench_generation(repeats: int) -> list[list]:
-    rows = []
-    for kind in ("openai-gpt", "gpt2"):
-        ours, reference = reference_pair(kind, SMALL)
-        # No end-of-sequence token: every run generates exactly 64 tokens, and neither model pays
-        # for the end-of-sequence bookkeeping of generate().
-        for model in (ours, reference):
-            model.generation_config.eos_token_id = None
-        for batch in (1, 8):
-            torch.manual_seed(1)
-            prompt = torch.randint(0, reference.config.vocab_size, (batch, 32))
-            settings = dict(max_new_tokens=64, do_sample=False, pad_token_id=0)
-            rows.append(
-                generation_row(
-                    f"generate b{batch} vs {type(reference).__name__}",
-                    ours,
-                    reference,
-                    {"input_ids": prompt},
-                    settings,
-                    new_tokens=64,
-                    repeats=repeats,
-                )
-            )
     return rows
 
 
@@ -134,12 +121,17 @@ def main() -> None:
     parser = benchmark_arguments(__doc__.split("\n")[0])
     args = parse(parser)
     repeats = args.repeats
-    peak = machine_peak_gflops()
-    print("tokens/s (training, forward); ms per new token (generate)")
-    rows = (
-        bench_training(peak, repeats) + bench_inference(peak, repeats) + bench_generation(repeats)
-    )
-    print_table(COMPARISON_HEADER, rows)
+    peak = machine_peak_gflops(args)
+    kinds = ("openai-gpt", "gpt2")
+    sections = {
+        **{f"train {kind}": partial(bench_training, kind, peak, repeats) for kind in kinds},
+        **{f"forward {kind}": partial(bench_inference, kind, peak, repeats) for kind in kinds},
+        **{f"generate {kind}": partial(bench_generation, kind, repeats) for kind in kinds},
+    }
+    rows = run_sections(sections, args, peak)
+    if args.section is None:
+        print("tokens/s (training, forward); ms per new token (generate)")
+        print_table(COMPARISON_HEADER, [row for section in rows.values() for row in section])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The Transformer: hf_scratch against transformers' MarianMTModel (sdpa), same config and weights.
 
-    python benchmarks/bench_transformer.py [--repeats N] [--smoke]
+    python benchmarks/bench_transformer.py [--repeats N] [--smoke] [--section NAME]
 
 Each pair is one `MarianMTModel` and its conversion by `hf_scratch.convert.from_reference`, so both
 hold identical weights and compute the same loss (Marian's, without label smoothing); their
@@ -17,6 +17,8 @@ throughput (> 1: ours is faster) and in memory (< 1: ours uses less).
   16, small and base configs, no end-of-sequence token (so that every run generates 48 tokens).
 """
 
+from functools import partial
+
 import torch
 from common import (
     COMPARISON_HEADER,
@@ -28,6 +30,7 @@ from common import (
     mfu,
     parse,
     print_table,
+    run_sections,
     throughput_row,
     training_step,
 )
@@ -161,22 +164,19 @@ def bench_generation(repeats: int, sizes: dict, name: str) -> list[list]:
 
 def main() -> None:
     parser = benchmark_arguments(__doc__.split("\n")[0])
-    parser.add_argument(
-        "--only", choices=["train", "forward", "generate"], help="run one part of the benchmark"
-    )
     args = parse(parser)
     repeats = args.repeats
-    peak = machine_peak_gflops()
-    print("tokens/s (training, forward); ms per new token (generate)")
-    rows = []
-    if args.only in (None, "train"):
-        rows += bench_training(peak, repeats)
-    if args.only in (None, "forward"):
-        rows += bench_inference(peak, repeats)
-    if args.only in (None, "generate"):
-        rows += bench_generation(repeats, SMALL, "small")
-        rows += bench_generation(repeats, BASE, "base")
-    print_table(COMPARISON_HEADER, rows)
+    peak = machine_peak_gflops(args)
+    sections = {
+        "train": partial(bench_training, peak, repeats),
+        "forward": partial(bench_inference, peak, repeats),
+        "generate small": partial(bench_generation, repeats, SMALL, "small"),
+        "generate base": partial(bench_generation, repeats, BASE, "base"),
+    }
+    rows = run_sections(sections, args, peak)
+    if args.section is None:
+        print("tokens/s (training, forward); ms per new token (generate)")
+        print_table(COMPARISON_HEADER, [row for section in rows.values() for row in section])
 
 
 if __name__ == "__main__":

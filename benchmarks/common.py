@@ -5,7 +5,10 @@ noisy, so every comparison runs its candidates in turn, many times, and reports 
 import argparse
 import ctypes
 import gc
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -17,8 +20,8 @@ SMOKE = False
 
 
 def benchmark_arguments(description: str, default_repeats: int = 7) -> argparse.ArgumentParser:
-    """The options every benchmark takes: `--repeats` and `--smoke`. Add the script's own, then
-    call `parse(parser)`."""
+    """The options every benchmark takes: `--repeats`, `--smoke` and `--section`. Add the script's
+    own, then call `parse(parser)`."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--repeats", type=int, default=default_repeats, help="interleaved rounds per measurement"
@@ -26,6 +29,10 @@ def benchmark_arguments(description: str, default_repeats: int = 7) -> argparse.
     parser.add_argument(
         "--smoke", action="store_true", help="run every measurement once: the numbers mean nothing"
     )
+    parser.add_argument(
+        "--section", help="measure only this section, in this process (see `run_sections`)"
+    )
+    parser.add_argument("--peak", type=float, help=argparse.SUPPRESS)  # passed to sections
     return parser
 
 
@@ -34,6 +41,37 @@ def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
     arguments = parser.parse_args()
     SMOKE = arguments.smoke
     return arguments
+
+
+_ROWS = "rows: "
+
+
+def run_sections(
+    sections: dict[str, Callable[[], list[list]]], arguments: argparse.Namespace, peak: float
+) -> dict[str, list[list]]:
+    """The table rows of every section, each section measured in a fresh Python process (this
+    script again, with `--section NAME`).
+
+    Both models of a comparison share their process, so that they meet the same conditions; the
+    sections do not share one, because what a section leaves behind (a grown heap, raised
+    allocator thresholds) slows the next: after the base-size forward passes, both models' small
+    decoding steps ran ~1.5x slower in the same process, shrinking every ratio. With `--section`,
+    only that section runs, here; its rows are also printed for a parent process to read.
+    """
+    if arguments.section is not None:
+        if arguments.section not in sections:
+            raise SystemExit(f"unknown section {arguments.section!r}; choose from {list(sections)}")
+        rows = sections[arguments.section]()
+        print(_ROWS + json.dumps(rows), flush=True)
+        return {arguments.section: rows}
+    results = {}
+    for name in sections:
+        command = [sys.executable, sys.argv[0], *sys.argv[1:], "--section", name]
+        command += ["--peak", str(peak)]
+        output = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True).stdout
+        lines = [line for line in output.splitlines() if line.startswith(_ROWS)]
+        results[name] = json.loads(lines[-1][len(_ROWS) :])
+    return results
 
 
 def interleaved_medians(
@@ -94,9 +132,11 @@ COMPARISON_HEADER = [
 ]
 
 
-def machine_peak_gflops() -> float:
+def machine_peak_gflops(arguments: argparse.Namespace | None = None) -> float:
     """The fp32 matmul peak of this machine, printed with the torch version and thread count that
-    every table depends on."""
+    every table depends on; a section's process takes its parent's (`--peak`)."""
+    if arguments is not None and arguments.peak is not None:
+        return arguments.peak
     peak = matmul_peak_gflops(torch.float32)
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {threads} threads, fp32 matmul peak {peak:.0f} GFLOP/s\n")
