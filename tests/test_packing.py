@@ -24,16 +24,26 @@ def test_packed_product_equals_nn_linear(shape, bias):
     linear = Linear(24, 40, bias=bias)
     x = torch.randn(shape)
     expected = F.linear(x, linear.weight, linear.bias)
-    small_batch = 4 <= x.numel() // 24 <= 512
+    small_batch = 8 <= x.numel() // 24 <= 512
     with torch.no_grad(), packed_weights(linear):
         first = linear(x)
         assert linear._pack is None or linear._pack[1] is None  # used once: not packed
         second = linear(x)
-        assert (linear._pack is not None) == small_batch  # packed for 4 to 512 rows only
+        assert (linear._pack is not None) == small_batch  # packed for 8 to 512 rows only
     assert linear._pack is None and not linear.packing  # freed on leaving
     for y in (first, second):
         assert y.shape == expected.shape
         torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("in_features, packed", [(1024, True), (1000, False)])
+def test_a_weight_of_a_million_entries_is_packed_from_four_rows(in_features, packed):
+    linear = Linear(in_features, 1024)
+    x = torch.randn(4, in_features)
+    with torch.no_grad(), packed_weights(linear):
+        linear(x)
+        torch.testing.assert_close(linear(x), F.linear(x, linear.weight, linear.bias))
+        assert (linear._pack is not None) == packed
 
 
 def test_a_weight_written_inside_the_context_is_repacked():
