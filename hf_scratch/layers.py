@@ -55,7 +55,8 @@ def activate_in_place(activation: nn.Module, hidden: torch.Tensor) -> torch.Tens
 
 def _hooked(*modules: nn.Module) -> bool:
     """Whether a forward hook may see (and keep) these modules' inputs or outputs."""
-    return bool(nn.modules.module._global_forward_hooks) or any(
+    hooks = nn.modules.module
+    return bool(hooks._global_forward_hooks or hooks._global_forward_pre_hooks) or any(
         module._forward_hooks or module._forward_pre_hooks for module in modules
     )
 
