@@ -63,11 +63,14 @@ class Linear(nn.Linear):
     def _packed_weight(self, rows: int) -> torch.Tensor | None:
         weight = self.weight
         identity = (weight.data_ptr(), weight._version)  # changes when the weight is written
-        if self._pack is None or self._pack[0] != identity:
+        pack = self._pack  # read once: another thread leaving the context may clear it
+        if pack is None or pack[0] != identity:
             self._pack = (identity, None)  # first use: remember the weight, do not pack yet
-        elif self._pack[1] is None:
-            self._pack = (identity, torch.ops.mkl._mkl_reorder_linear_weight(weight.detach(), rows))
-        return self._pack[1]
+            return None
+        if pack[1] is None:
+            pack = (identity, torch.ops.mkl._mkl_reorder_linear_weight(weight.detach(), rows))
+            self._pack = pack
+        return pack[1]
 
 
 @contextmanager
