@@ -55,6 +55,7 @@ class Linear(nn.Linear):
         weight = self.weight
         return (
             not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")  # autocast would run nn.Linear in bf16
             and type(weight) is nn.Parameter  # not a DTensor shard, quantised or meta tensor
             and x.device.type == weight.device.type == "cpu"
             and x.dtype == weight.dtype == torch.float32

@@ -65,6 +65,16 @@ def test_with_gradients_it_is_nn_linear():
     assert linear.weight.grad is not None
 
 
+def test_under_autocast_it_is_nn_linear():
+    linear = Linear(16, 32)
+    x = torch.randn(8, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), packed_weights(linear):
+        linear(x)
+        y = linear(x)
+        assert linear._pack is None
+    assert y.dtype == torch.bfloat16
+
+
 def test_nested_contexts_keep_the_outer_packs():
     linear = Linear(16, 32)
     x = torch.randn(8, 16)
