@@ -36,6 +36,17 @@ def test_packed_product_equals_nn_linear(shape, bias):
         torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_a_strided_input_gives_the_same_product():
+    linear = Linear(24, 40)
+    hidden = torch.randn(8, 5, 24)
+    x = hidden[:, -1:]  # the last position of every row: (8, 1, 24), not contiguous
+    with torch.no_grad(), packed_weights(linear):
+        linear(x)
+        y = linear(x)
+        assert linear._pack[1] is not None
+    torch.testing.assert_close(y, F.linear(x, linear.weight, linear.bias))
+
+
 @pytest.mark.parametrize("in_features, packed", [(1024, True), (1000, False)])
 def test_a_weight_of_a_million_entries_is_packed_from_four_rows(in_features, packed):
     linear = Linear(in_features, 1024)
