@@ -198,31 +198,45 @@ def tiny_bert_config(**overrides):
     return ScratchBertConfig(**values)
 
 
+def plain_sgd_arguments(output_dir: Path, batch_size: int, accumulation: int, **settings):
+    """`TrainingArguments` under which splits of one batch can be compared exactly: constant-rate
+    SGD (0.5, no weight decay) on CPU, seed 0, nothing saved or reported; `settings` add the run's
+    length and logging."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=0.5,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        **settings,
+    )
+
+
 def assert_accumulation_matches_one_large_batch(make_model, dataset, output_dir: Path) -> None:
     """One SGD step of the Trainer over 8 rows gives the same weights as batch 8 in one step and as
     4 accumulated micro-batches of 2, from the same initial weights; and the weights did move."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     initial = make_model().state_dict()
     updates = {}
     for batch_size, accumulation in [(8, 1), (2, 4)]:
         model = make_model()
         model.load_state_dict(initial)
-        arguments = TrainingArguments(
-            output_dir=str(output_dir / str(accumulation)),
-            per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=accumulation,
+        arguments = plain_sgd_arguments(
+            output_dir / str(accumulation),
+            batch_size,
+            accumulation,
             max_steps=1,
-            learning_rate=0.5,
-            optim="sgd",
-            lr_scheduler_type="constant",
-            weight_decay=0.0,
-            report_to="none",
-            save_strategy="no",
             logging_strategy="no",
-            use_cpu=True,
-            seed=0,
-            disable_tqdm=True,
         )
         Trainer(model=model, args=arguments, train_dataset=dataset).train()
         updates[accumulation] = model.state_dict()

@@ -19,6 +19,7 @@ import torch
 from conftest import (
     ROOT,
     SHARED_DATA,
+    plain_sgd_arguments,
     run_example,
     tiny_bert_config,
     tiny_gpt_config,
@@ -26,7 +27,7 @@ from conftest import (
 )
 from datasets import Dataset
 from safetensors.torch import load_file
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer
 
 from hf_scratch import ScratchBertForPreTraining, ScratchGPTLMHeadModel
 from hf_scratch.data import (
@@ -239,22 +240,13 @@ def test_pretraining_trainer_gives_the_steps_of_one_large_batch(wordpiece_tokeni
         model = ScratchBertForPreTraining(tiny_bert_config(sparse_prediction=True))
         model.load_state_dict(initial)
         collator = ExampleSeededMaskCollator(wordpiece_tokenizer, mlm_probability=0.3, seed=0)
-        arguments = TrainingArguments(
-            output_dir=str(tmp_path / f"{trainer_class.__name__}-{accumulation}"),
-            per_device_train_batch_size=batch_size,
-            gradient_accumulation_steps=accumulation,
+        arguments = plain_sgd_arguments(
+            tmp_path / f"{trainer_class.__name__}-{accumulation}",
+            batch_size,
+            accumulation,
             num_train_epochs=2,
-            learning_rate=0.5,
-            optim="sgd",
-            lr_scheduler_type="constant",
-            weight_decay=0.0,
             max_grad_norm=0.0,
-            report_to="none",
-            save_strategy="no",
             logging_steps=1,
-            use_cpu=True,
-            seed=0,
-            disable_tqdm=True,
         )
         trainer = trainer_class(
             model=model,
