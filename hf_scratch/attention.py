@@ -213,6 +213,11 @@ class MultiHeadAttention(nn.Module):
     (B, H, T, S) or None)`. `attention_mask` is the full boolean mask (True = may attend,
     broadcastable to (B, H, T, S), causal part included, see `make_attention_mask`) or None; with
     None a causal module still masks the future itself.
+
+    Cross-attention also takes k decoder sequences per encoder output: `key_value_states`
+    (B_src, S, C) with B = B_src * k, decoder rows i*k .. i*k + k - 1 reading output i, the order of
+    `repeat_interleave(k)`. Beam search decodes k hypotheses per source this way without k copies
+    of the source's keys and values; its mask is then broadcastable to (B_src, H, k T, S).
     """
 
     def __init__(
@@ -315,12 +320,25 @@ class MultiHeadAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, C = hidden_states.shape
+        query_batch, query_length = B, T  # the (B, T) of the attention itself
         if self.is_cross_attention:
             if key_value_states is None:
                 raise ValueError("cross-attention needs key_value_states (the encoder output)")
-            query = self.q_proj(hidden_states).view(B, T, self.num_heads, self.head_dim)
-            query = query.transpose(1, 2)  # (B, H, T, D)
-            key, value = self._project_cross_key_value(key_value_states, cache)  # (B, H, S, D)
+            # Several decoder sequences per source (beam search's hypotheses: rows i*k .. i*k+k-1
+            # of the B = sources * k decoder rows read source i) attend as one query sequence of
+            # k * T positions over that source's keys and values, stored once.
+            query_batch = key_value_states.shape[0]
+            if B % query_batch != 0:
+                raise ValueError(
+                    f"cross-attention got {B} decoder sequences for {query_batch} encoder outputs; "
+                    "it needs the same number, or a whole number of sequences per output"
+                )
+            query_length = B // query_batch * T
+            query = self.q_proj(hidden_states).view(
+                query_batch, query_length, self.num_heads, self.head_dim
+            )
+            query = query.transpose(1, 2)  # (B_src, H, k T, D)
+            key, value = self._project_cross_key_value(key_value_states, cache)  # (B_src, H, S, D)
         else:
             query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)  # (B, H, T, D)
             if cache is not None:
@@ -329,7 +347,7 @@ class MultiHeadAttention(nn.Module):
                 key, value = cache.update(key, value, self.layer_idx)  # (B, H, S, D), S = past + T
         S = key.shape[-2]
         if attention_mask is not None:
-            self._check_mask(attention_mask, B, T, S)
+            self._check_mask(attention_mask, query_batch, query_length, S)
         # With no mask given, a causal module masks the future itself. A single query (one decoding
         # step) may see every key; T == S is SDPA's `is_causal` case; anything else needs the
         # end-aligned mask written out.
@@ -348,6 +366,9 @@ class MultiHeadAttention(nn.Module):
             query, key, value, attention_mask, use_sdpa_is_causal, dropout, eager
         )  # (B, H, T, D)
         context = context.transpose(1, 2).reshape(B, T, C)  # concatenate the heads: (B, T, C)
+        if attn_weights is not None and query_batch != B:  # (B_src, H, k T, S) -> (B, H, T, S)
+            attn_weights = attn_weights.view(query_batch, self.num_heads, B // query_batch, T, S)
+            attn_weights = attn_weights.transpose(1, 2).reshape(B, self.num_heads, T, S)
         return self.out_proj(context), attn_weights
 
     def _attend(

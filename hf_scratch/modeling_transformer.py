@@ -192,6 +192,11 @@ class ScratchTransformerDecoder(_TransformerStack):
     With a cache (`EncoderDecoderCache`), the self-attention keys and values of earlier steps are
     kept and grow by one position per step, and the cross-attention keys and values of z are
     computed once per sequence.
+
+    `sequences_per_source=k` decodes k target sequences per source: z is (B / k, S, C) and decoder
+    rows i*k .. i*k + k - 1 read source i, as if z had been `repeat_interleave`d k times, without
+    the k copies of z and of its keys and values (beam search's hypotheses, see
+    `ScratchTransformerForConditionalGeneration._expand_inputs_for_generation`).
     """
 
     def __init__(self, config: ScratchTransformerConfig):
@@ -209,6 +214,7 @@ class ScratchTransformerDecoder(_TransformerStack):
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        sequences_per_source: int = 1,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         config = self.config
         output_attentions, output_hidden_states = self._output_flags(
@@ -225,14 +231,14 @@ class ScratchTransformerDecoder(_TransformerStack):
 
         hidden_states = self._embed(input_ids, inputs_embeds, past_length)
         B, T, _ = hidden_states.shape
-        S = encoder_hidden_states.shape[1]
-        if encoder_hidden_states.shape[0] != B:
+        sources, S, _ = encoder_hidden_states.shape
+        if sources * sequences_per_source != B:
             raise ValueError(
-                f"the encoder output has batch size {encoder_hidden_states.shape[0]} but the "
-                f"decoder input has {B}"
+                f"the decoder input has batch size {B}, but the encoder output has {sources} "
+                f"sequences and sequences_per_source is {sequences_per_source}"
             )
         self_mask = make_attention_mask(attention_mask, B, T, past_length + T, causal=True)
-        cross_mask = make_attention_mask(encoder_attention_mask, B, T, S, causal=False)
+        cross_mask = make_attention_mask(encoder_attention_mask, sources, T, S, causal=False)
 
         hidden_states, all_hidden_states, all_attentions, all_cross_attentions = run_blocks(
             self.layers,
@@ -289,6 +295,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         use_cache,
         output_attentions,
         output_hidden_states,
+        sequences_per_source,
     ) -> tuple[BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions]:
         """z = encoder(x), unless given (`generate()` encodes the source once); then the decoder
         over the target and z. Shared by this model's forward and the translation head's, which
@@ -315,6 +322,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            sequences_per_source=sequences_per_source,
             return_dict=True,
         )
         return encoder_outputs, decoder_outputs
@@ -333,11 +341,14 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        sequences_per_source: int = 1,
     ) -> Seq2SeqModelOutput:
         r"""attention_mask (B, S): 1 for source tokens, 0 for padding; it masks the keys of the
         encoder's self-attention and of the decoder's cross-attention.
         decoder_attention_mask (B, past + T): 1 for target tokens (the causal mask is added).
-        encoder_outputs: a precomputed encoder output (`generate()` encodes the source once)."""
+        encoder_outputs: a precomputed encoder output (`generate()` encodes the source once).
+        sequences_per_source: k decoder sequences per source, rows i*k .. i*k + k - 1 for source i
+        (the decoder batch is k times the encoder's)."""
         encoder_outputs, decoder_outputs = self._encode_decode(
             input_ids,
             attention_mask,
@@ -350,6 +361,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
             use_cache,
             output_attentions,
             output_hidden_states,
+            sequences_per_source,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
@@ -412,12 +424,37 @@ class ScratchTransformerForConditionalGeneration(
                 self.final_logits_bias = nn.Buffer(bias)
         return embeddings
 
+    def _expand_inputs_for_generation(
+        self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None, **model_kwargs
+    ):
+        """`generate()` decodes `expand_size` sequences per source (beams, returned sequences) and
+        repeats every input that many times. The encoder output and the source mask stay one per
+        source: the decoder reads them with `sequences_per_source` (see
+        `ScratchTransformerDecoder`), which spares the copies and, at every step, reading each
+        source's cross-attention keys and values once per hypothesis."""
+        encoder_outputs = model_kwargs.pop("encoder_outputs", None)
+        if expand_size == 1 or encoder_outputs is None:
+            model_kwargs["encoder_outputs"] = encoder_outputs
+            return super()._expand_inputs_for_generation(
+                expand_size, is_encoder_decoder, input_ids, **model_kwargs
+            )
+        source_mask = model_kwargs.pop("attention_mask", None)
+        per_source = expand_size * model_kwargs.pop("sequences_per_source", 1)
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size, False, input_ids, **model_kwargs
+        )
+        model_kwargs.update(
+            encoder_outputs=encoder_outputs,
+            attention_mask=source_mask,
+            sequences_per_source=per_source,
+        )
+        return input_ids, model_kwargs
+
     def _reorder_cache(self, cache: EncoderDecoderCache, beam_idx: torch.Tensor):
         """Beam search continues beam i from beam `beam_idx[i]` (`generate()` calls this at every
-        step): the decoder self-attention keys and values follow. The cross-attention ones need not:
-        the beams of a source sentence only ever continue each other, and all hold that sentence's
-        encoder output, so their rows are equal. Reordering them too (what `EncoderDecoderCache`
-        would do) copies B x beams x S x C numbers per layer and step for nothing."""
+        step): the decoder self-attention keys and values follow. The cross-attention ones hold one
+        row per source (see `_expand_inputs_for_generation`), which all of its beams read, so they
+        stay as they are."""
         cache.self_attention_cache.reorder_cache(beam_idx)
         return cache
 
@@ -441,6 +478,7 @@ class ScratchTransformerForConditionalGeneration(
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        sequences_per_source: int = 1,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""labels (B, T): the target tokens, -100 where nothing is predicted (padding). Without
@@ -448,6 +486,8 @@ class ScratchTransformerForConditionalGeneration(
         loss is the label-smoothed cross-entropy (eps = `config.label_smoothing`), the mean over
         labelled tokens.
         logits_to_keep: project only the last n positions to the vocabulary (`generate()` passes 1).
+        sequences_per_source: k decoder sequences per source (beam search's hypotheses, which
+        `generate()` decodes this way), rows i*k .. i*k + k - 1 for source i.
         """
         if labels is not None:
             use_cache = False
@@ -465,6 +505,7 @@ class ScratchTransformerForConditionalGeneration(
             use_cache,
             output_attentions,
             output_hidden_states,
+            sequences_per_source,
         )
         hidden_states = decoder_outputs.last_hidden_state
         if isinstance(logits_to_keep, int):

@@ -262,15 +262,19 @@ def test_base_model_matches_marian_model_and_attentions():
         dict(num_beams=1),
         dict(num_beams=4, length_penalty=0.6),
         dict(num_beams=3, num_return_sequences=2, length_penalty=1.5),
+        dict(do_sample=True, num_return_sequences=3, top_k=8),
     ],
-    ids=["greedy", "beam4", "beam3x2"],
+    ids=["greedy", "beam4", "beam3x2", "sampling-x3"],
 )
 def test_generation_matches_marian_token_for_token(generation):
     reference = random_marian()
     model = from_reference(reference)
     input_ids, attention_mask = source_batch(batch_size=4)
-    kwargs = dict(attention_mask=attention_mask, max_new_tokens=15, do_sample=False, **generation)
+    kwargs = dict(attention_mask=attention_mask, max_new_tokens=15, **generation)
+    kwargs.setdefault("do_sample", False)
+    torch.manual_seed(0)
     expected = reference.generate(input_ids, **kwargs)
+    torch.manual_seed(0)
     actual = model.generate(input_ids, **kwargs)
     assert torch.equal(actual, expected)
     assert len({tuple(row.tolist()) for row in actual}) > 1  # the outputs are not degenerate
@@ -360,6 +364,69 @@ def test_incremental_decoding_equals_full_decoding():
             steps.append(step.logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full.logits, atol=1e-5, rtol=1e-5)
     assert cache.get_seq_length() == 7
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_several_sequences_per_source_equal_repeated_sources(implementation):
+    """k target sequences per source read the source once (`sequences_per_source`) and give what
+    the source repeated k times gives: logits, cross-attention weights, and step by step with a
+    cache."""
+    model = random_model()
+    model.set_attn_implementation(implementation)
+    input_ids, attention_mask = source_batch()  # source 1 and 2 padded
+    decoder_input_ids = torch.randint(3, VOCAB, (6, 4))  # 2 per source
+    repeated = dict(
+        input_ids=input_ids.repeat_interleave(2, dim=0),
+        attention_mask=attention_mask.repeat_interleave(2, dim=0),
+    )
+    with torch.no_grad():
+        expected = model(**repeated, decoder_input_ids=decoder_input_ids, output_attentions=True)
+        actual = model(
+            input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            sequences_per_source=2,
+            output_attentions=True,
+        )
+        encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
+        cache, steps = None, []
+        for t in range(4):
+            step = model(
+                encoder_outputs=encoder_outputs,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids[:, t : t + 1],
+                cache=cache,
+                sequences_per_source=2,
+                use_cache=True,
+            )
+            cache = step.cache
+            steps.append(step.logits)
+    torch.testing.assert_close(actual.logits, expected.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(steps, dim=1), expected.logits, atol=1e-5, rtol=1e-5)
+    for ours, theirs in zip(actual.cross_attentions, expected.cross_attentions, strict=True):
+        assert ours.shape == (6, 4, 4, 9)
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert cache.cross_attention_cache.layers[0].keys.shape[0] == 3  # one row per source
+    message = r"batch size 6, .* 3 sequences and sequences_per_source is 3"
+    with pytest.raises(ValueError, match=message):
+        model(input_ids, decoder_input_ids=decoder_input_ids, sequences_per_source=3)
+
+
+def test_beam_search_keeps_one_encoder_output_per_source():
+    model = random_model()
+    input_ids, attention_mask = source_batch()
+    output = model.generate(
+        input_ids,
+        attention_mask=attention_mask,
+        num_beams=4,
+        num_return_sequences=2,
+        max_new_tokens=6,
+        return_dict_in_generate=True,
+        output_attentions=True,
+    )
+    assert output.sequences.shape[0] == 6
+    assert output.encoder_attentions[0].shape[0] == 3
+    assert output.cache.cross_attention_cache.layers[0].keys.shape[0] == 3
 
 
 def test_source_padding_does_not_change_the_translation():
@@ -543,7 +610,7 @@ def test_resizing_the_shared_vocabulary_keeps_everything_tied(tmp_path):
                 input_ids=torch.full((2, 5), 3),
                 decoder_input_ids=torch.full((3, 2), 3),
             ),
-            "encoder output has batch size 2 but the decoder input has 3",
+            "decoder input has batch size 3, but the encoder output has 2 sequences",
         ),
         (
             lambda: dict(
