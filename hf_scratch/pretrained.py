@@ -3,6 +3,7 @@ anywhere through the Auto classes with `trust_remote_code=True`, loading that ne
 half-initialised, and the paper's N(0, std) initialisation.
 """
 
+import inspect
 import os
 
 from safetensors import SafetensorError, safe_open
@@ -220,6 +221,14 @@ class ScratchGenerationMixin(GenerationMixin):
     `model.pack_weights_for_generation = False` to decode with plain `nn.Linear` products."""
 
     pack_weights_for_generation = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # For models outside transformers (remote code), `prepare_inputs_for_generation` reads
+        # `inspect.signature(self.forward)` at every decoding step, which costs more than a small
+        # model's whole layer; the signature stored on the function is read back at once. Measured
+        # here: 3% of a greedy step of the small Transformer.
+        cls.forward.__signature__ = inspect.signature(cls.forward)
 
     def generate(self, *args, **kwargs):
         if not self.pack_weights_for_generation:

@@ -1,6 +1,7 @@
 """GPT: parity with transformers' OpenAI GPT and GPT-2 through the converters, generation,
 fine-tuning heads, the Hugging Face contract, and bad input."""
 
+import inspect
 import subprocess
 
 import pytest
@@ -277,6 +278,24 @@ def test_generation_past_the_position_table_is_a_clear_error():
         model.generate(
             torch.randint(1, 101, (1, 10)), max_new_tokens=10, do_sample=False, pad_token_id=0
         )
+
+
+def test_stored_forward_signature_follows_subclasses():
+    """`generate()` reads the signature of `forward` at every step; it is stored on the function
+    (`ScratchGenerationMixin`) and must be the one of the forward actually called."""
+
+    class WithExtraInput(ScratchGPTLMHeadModel):
+        def forward(self, input_ids=None, extra_input=None, **kwargs):
+            return super().forward(input_ids, **kwargs)
+
+    stored = ScratchGPTLMHeadModel.forward.__dict__["__signature__"]
+    assert stored == inspect.signature(inspect.unwrap(ScratchGPTLMHeadModel.forward))
+    model = WithExtraInput(tiny_gpt_config()).eval()
+    assert "extra_input" in inspect.signature(model.forward).parameters
+    assert "extra_input" not in inspect.signature(ScratchGPTLMHeadModel.forward).parameters
+    prompt = torch.randint(1, 101, (1, 4))
+    generated = model.generate(prompt, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert generated.shape == (1, 7)
 
 
 # --------------------------------------------------------------------------------------------------
