@@ -47,7 +47,9 @@ _ROWS = "rows: "
 
 
 def run_sections(
-    sections: dict[str, Callable[[], list[list]]], arguments: argparse.Namespace, peak: float
+    sections: dict[str, Callable[[], list[list]]],
+    arguments: argparse.Namespace,
+    peak: float | None = None,
 ) -> dict[str, list[list]]:
     """The table rows of every section, each section measured in a fresh Python process (this
     script again, with `--section NAME`).
@@ -67,7 +69,8 @@ def run_sections(
     results = {}
     for name in sections:
         command = [sys.executable, sys.argv[0], *sys.argv[1:], "--section", name]
-        command += ["--peak", str(peak)]
+        if peak is not None:
+            command += ["--peak", str(peak)]
         output = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True).stdout
         lines = [line for line in output.splitlines() if line.startswith(_ROWS)]
         results[name] = json.loads(lines[-1][len(_ROWS) :])

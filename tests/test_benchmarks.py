@@ -10,7 +10,7 @@ from conftest import ROOT
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("benchmark", ["attention", "gpt", "bert", "transformer"])
+@pytest.mark.parametrize("benchmark", ["attention", "gpt", "bert", "transformer", "decode_floor"])
 def test_benchmark_runs_and_both_models_agree(benchmark):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / f"bench_{benchmark}.py"), "--smoke"],
