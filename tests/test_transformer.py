@@ -344,25 +344,34 @@ def test_cached_and_uncached_generation_are_identical(generation):
     assert outputs[0][:, 0].eq(1).all()  # every translation starts with decoder_start_token_id
 
 
+@torch.no_grad()
+def decode_step_by_step(model, input_ids, attention_mask, decoder_input_ids, **kwargs):
+    """The logits of every target position, one decoder call per position with the cache, and
+    the cache."""
+    encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
+    cache, steps = None, []
+    for t in range(decoder_input_ids.shape[1]):
+        step = model(
+            encoder_outputs=encoder_outputs,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids[:, t : t + 1],
+            cache=cache,
+            use_cache=True,
+            **kwargs,
+        )
+        cache = step.cache
+        steps.append(step.logits)
+    return torch.cat(steps, dim=1), cache
+
+
 def test_incremental_decoding_equals_full_decoding():
     model = random_model()
     input_ids, attention_mask = source_batch()
     decoder_input_ids = torch.randint(3, VOCAB, (3, 7))
     with torch.no_grad():
         full = model(input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids)
-        encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
-        cache, steps = None, []
-        for t in range(7):
-            step = model(
-                encoder_outputs=encoder_outputs,
-                attention_mask=attention_mask,
-                decoder_input_ids=decoder_input_ids[:, t : t + 1],
-                cache=cache,
-                use_cache=True,
-            )
-            cache = step.cache
-            steps.append(step.logits)
-    torch.testing.assert_close(torch.cat(steps, dim=1), full.logits, atol=1e-5, rtol=1e-5)
+    logits, cache = decode_step_by_step(model, input_ids, attention_mask, decoder_input_ids)
+    torch.testing.assert_close(logits, full.logits, atol=1e-5, rtol=1e-5)
     assert cache.get_seq_length() == 7
 
 
@@ -388,21 +397,11 @@ def test_several_sequences_per_source_equal_repeated_sources(implementation):
             sequences_per_source=2,
             output_attentions=True,
         )
-        encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
-        cache, steps = None, []
-        for t in range(4):
-            step = model(
-                encoder_outputs=encoder_outputs,
-                attention_mask=attention_mask,
-                decoder_input_ids=decoder_input_ids[:, t : t + 1],
-                cache=cache,
-                sequences_per_source=2,
-                use_cache=True,
-            )
-            cache = step.cache
-            steps.append(step.logits)
+    logits, cache = decode_step_by_step(
+        model, input_ids, attention_mask, decoder_input_ids, sequences_per_source=2
+    )
     torch.testing.assert_close(actual.logits, expected.logits, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(torch.cat(steps, dim=1), expected.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits, expected.logits, atol=1e-5, rtol=1e-5)
     for ours, theirs in zip(actual.cross_attentions, expected.cross_attentions, strict=True):
         assert ours.shape == (6, 4, 4, 9)
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
