@@ -432,12 +432,12 @@ class ScratchTransformerForConditionalGeneration(
         source: the decoder reads them with `sequences_per_source` (see
         `ScratchTransformerDecoder`), which spares the copies and, at every step, reading each
         source's cross-attention keys and values once per hypothesis."""
-        encoder_outputs = model_kwargs.pop("encoder_outputs", None)
+        encoder_outputs = model_kwargs.get("encoder_outputs")
         if expand_size == 1 or encoder_outputs is None:
-            model_kwargs["encoder_outputs"] = encoder_outputs
             return super()._expand_inputs_for_generation(
                 expand_size, is_encoder_decoder, input_ids, **model_kwargs
             )
+        del model_kwargs["encoder_outputs"]
         source_mask = model_kwargs.pop("attention_mask", None)
         per_source = expand_size * model_kwargs.pop("sequences_per_source", 1)
         input_ids, model_kwargs = super()._expand_inputs_for_generation(
