@@ -7,21 +7,38 @@ Forward is inference (eval mode, no grad: nn.MultiheadAttention then takes its f
 path); forward+backward is a training-mode pass with the gradient of a sum. Batch 8, sequence 128
 and 512, hidden 256 (4 heads) and 768 (12 heads), no mask. Prints milliseconds (medians of
 interleaved repetitions) and the ratio reference time / our time (> 1 means ours is faster), then
-the fp32 and bf16 matmul peaks of this machine.
+the fp32 and bf16 matmul peaks of this machine (2048^3).
+
+`--smoke` checks that it runs: every measurement once, at the tiny sizes of `TINY` (and a 256^3
+matmul peak); the numbers mean nothing.
 """
+
+from dataclasses import dataclass
 
 import torch
 from common import (
     benchmark_arguments,
     interleaved_medians,
     matmul_peak_gflops,
+    matmul_peak_size,
     parse,
     print_table,
+    smoke_or,
 )
 from torch import nn
 from transformers import PreTrainedConfig
 
 from hf_scratch.attention import MultiHeadAttention
+
+
+@dataclass(frozen=True)
+class Sizes:
+    shapes: tuple[tuple[int, int], ...]  # (hidden size, heads)
+    lengths: tuple[int, ...]  # sequence lengths
+
+
+FULL = Sizes(shapes=((256, 4), (768, 12)), lengths=(128, 512))
+TINY = Sizes(shapes=((32, 2), (64, 4)), lengths=(16, 32))  # --smoke
 
 
 def build(hidden_size: int, num_heads: int, implementation: str) -> MultiHeadAttention:
@@ -65,9 +82,10 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32\n")
 
+    sizes = smoke_or(FULL, TINY)
     rows = []
-    for hidden_size, num_heads in [(256, 4), (768, 12)]:
-        for seq_len in [128, 512]:
+    for hidden_size, num_heads in sizes.shapes:
+        for seq_len in sizes.lengths:
             ours_sdpa = build(hidden_size, num_heads, "sdpa")
             ours_eager = build(hidden_size, num_heads, "eager")
             ours_eager.load_state_dict(ours_sdpa.state_dict())
@@ -116,7 +134,7 @@ def main() -> None:
     )
     print()
     print_table(
-        ["dtype", "matmul peak GFLOP/s (2048^3)"],
+        ["dtype", f"matmul peak GFLOP/s ({matmul_peak_size()}^3)"],
         [
             ["float32", matmul_peak_gflops(torch.float32)],
             ["bfloat16", matmul_peak_gflops(torch.bfloat16)],

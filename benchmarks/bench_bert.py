@@ -12,8 +12,12 @@ MFU counts the FLOPs each model does: with sparse prediction ours projects only 
 - Inference forward (the encoder and both heads, no labels) at both sizes.
 - A batch with 50% padding (half of each row padded), against the same tokens packed unpadded,
   to show what padding costs.
+
+`--smoke` checks that it runs: every section once, in one process, at the tiny sizes of `TINY`
+(the "BERT-base" rows then measure a tiny stand-in); the numbers mean nothing.
 """
 
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -27,6 +31,7 @@ from common import (
     parse,
     print_table,
     run_sections,
+    smoke_or,
     throughput_row,
     training_step,
 )
@@ -34,8 +39,33 @@ from transformers import BertConfig, BertForPreTraining
 
 from hf_scratch.convert import from_reference
 
-SMALL = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024)
-BASE = dict()  # BertConfig's defaults are BERT-base
+
+@dataclass(frozen=True)
+class Sizes:
+    small: dict  # config of the "small" rows and of the padding comparison
+    base: dict  # config of the "BERT-base" rows
+    batch: int
+    length: int
+
+
+FULL = Sizes(
+    small=dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    base=dict(),  # BertConfig's defaults are BERT-base
+    batch=8,
+    length=128,
+)
+TINY_COMMON = dict(num_hidden_layers=2, vocab_size=1000)  # BERT's vocabulary is 30,522
+TINY = Sizes(  # --smoke
+    small=dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, **TINY_COMMON),
+    base=dict(hidden_size=64, num_attention_heads=4, intermediate_size=128, **TINY_COMMON),
+    batch=4,
+    length=16,
+)
+
+
+def chosen_sizes() -> Sizes:
+    """The sizes of this run: `FULL`, or `TINY` with `--smoke`."""
+    return smoke_or(FULL, TINY)
 
 
 def pair(sizes: dict, sparse: bool):
@@ -46,7 +76,9 @@ def pair(sizes: dict, sparse: bool):
     return ours.train(), reference.train()
 
 
-def pretraining_batch(vocab_size: int, batch: int = 8, length: int = 128, padded: bool = False):
+def pretraining_batch(vocab_size: int, padded: bool = False):
+    size = chosen_sizes()
+    batch, length = size.batch, size.length
     generator = torch.Generator().manual_seed(1)
     input_ids = torch.randint(5, vocab_size, (batch, length), generator=generator)
     attention_mask = torch.ones_like(input_ids)
@@ -87,9 +119,10 @@ def bench_pretraining(label: str, sizes: dict, sparse: bool, peak: float, repeat
     tokens = batch["input_ids"].numel()
     # the reference projects every position; ours only the masked ones when sparse
     predicted = int((batch["labels"] != -100).sum()) if sparse else tokens
+    shape = batch["input_ids"].shape
     flops = {
-        "reference": 3 * forward_flops(reference.config, 8, 128, tokens),
-        "ours": 3 * forward_flops(reference.config, 8, 128, predicted),
+        "reference": 3 * forward_flops(reference.config, *shape, tokens),
+        "ours": 3 * forward_flops(reference.config, *shape, predicted),
     }
     name = f"pretrain step, {label}, sparse {'on' if sparse else 'off'}"
     return [throughput_row(name, tokens, times, mfu(flops, times, peak), memory)]
@@ -111,11 +144,13 @@ def bench_inference(label: str, sizes: dict, repeats: int) -> list[list]:
 
 
 def bench_padding(repeats: int) -> list[list]:
-    """The same real tokens as a half-padded batch of 8 x 128 and packed as 8 x 64: how much the
+    """The same real tokens as a half-padded batch (8 x 128) and packed (8 x 64): how much the
     padding costs ours (the reference pays alike)."""
-    ours, _ = pair(SMALL, sparse=True)
+    size = chosen_sizes()
+    ours, _ = pair(size.small, sparse=True)
     padded = pretraining_batch(ours.config.vocab_size, padded=True)
-    packed = {key: value[:, :64] if value.dim() == 2 else value for key, value in padded.items()}
+    half = size.length // 2
+    packed = {key: value[:, :half] if value.dim() == 2 else value for key, value in padded.items()}
     times = interleaved_medians(
         {"padded": training_step(ours, padded), "packed": training_step(ours, packed)},
         repeats=repeats,
@@ -133,17 +168,18 @@ def main() -> None:
     args = parse(parser)
     repeats = args.repeats
     peak = machine_peak_gflops(args)
-    sizes = {"small": SMALL, "BERT-base": BASE}
+    size = chosen_sizes()
+    configs = {"small": size.small, "BERT-base": size.base}
     sections = {
         f"pretrain {label} sparse {sparse}": partial(
-            bench_pretraining, label, sizes[label], sparse == "on", peak, repeats
+            bench_pretraining, label, configs[label], sparse == "on", peak, repeats
         )
-        for label in sizes
+        for label in configs
         for sparse in ("on", "off")
     }
     sections |= {
-        f"inference {label}": partial(bench_inference, label, sizes[label], repeats)
-        for label in sizes
+        f"inference {label}": partial(bench_inference, label, configs[label], repeats)
+        for label in configs
     }
     sections["padding"] = partial(bench_padding, repeats)
     rows = run_sections(sections, args, peak)

@@ -17,6 +17,9 @@ token (fp32, CPU, batch 1, greedy, no end-of-sequence token):
   transformers' `generate()`.
 Models: GPT-2 layout, bench_gpt.py's small config (64 tokens after a 32-token prompt); Marian /
 the Transformer, bench_transformer.py's small and base configs (48 tokens after a 64-token source).
+
+`--smoke` checks that it runs and that all four generate the same tokens: every section once, in one
+process, at those scripts' tiny sizes (their `TINY`); the numbers mean nothing.
 """
 
 from functools import partial
@@ -108,11 +111,12 @@ def _greedy(step, first_token, new_tokens: int) -> list[int]:
 
 
 def gpt2_loops(new_tokens: int):
-    ours, reference = bench_gpt.reference_pair("gpt2", bench_gpt.SMALL)
+    size = bench_gpt.chosen_sizes()
+    ours, reference = bench_gpt.reference_pair("gpt2", size.small)
     for model in (ours, reference):
         model.generation_config.eos_token_id = None
     torch.manual_seed(1)
-    prompt = torch.randint(0, reference.config.vocab_size, (1, 32))
+    prompt = torch.randint(0, reference.config.vocab_size, (1, size.prompt))
     config = ours.config
     head_dim = config.hidden_size // config.num_attention_heads
 
@@ -137,7 +141,9 @@ def gpt2_loops(new_tokens: int):
     return ours, reference, {"input_ids": prompt}, settings, floor, loop
 
 
-def marian_loops(sizes: dict, new_tokens: int):
+def marian_loops(name: str, new_tokens: int):
+    """The loops of bench_transformer.py's small or base config (`name`)."""
+    sizes = getattr(bench_transformer.chosen_sizes(), name)
     ours, reference = bench_transformer.reference_pair(sizes)
     for model in (ours, reference):
         model.generation_config.eos_token_id = None
@@ -216,18 +222,16 @@ def main() -> None:
     args = parse(parser)
     if args.section is None:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    gpt_tokens = bench_gpt.chosen_sizes().new_tokens
+    marian_tokens = bench_transformer.chosen_sizes().new_tokens
     sections = {
-        "gpt2 small": partial(bench, "GPT-2 layout, small", gpt2_loops, 64, args.repeats),
-        "marian small": partial(
-            bench,
-            "Marian, small",
-            partial(marian_loops, bench_transformer.SMALL),
-            48,
-            args.repeats,
-        ),
-        "marian base": partial(
-            bench, "Marian, base", partial(marian_loops, bench_transformer.BASE), 48, args.repeats
-        ),
+        "gpt2 small": partial(bench, "GPT-2 layout, small", gpt2_loops, gpt_tokens, args.repeats),
+        **{
+            f"marian {name}": partial(
+                bench, f"Marian, {name}", partial(marian_loops, name), marian_tokens, args.repeats
+            )
+            for name in ("small", "base")
+        },
     }
     rows = run_sections(sections, args)
     if args.section is None:

@@ -14,8 +14,12 @@ reported (fp32, CPU). Ratios are ours/reference in throughput (> 1: ours is fast
 - Inference forward at GPT-1 size (12 layers, hidden 768), batch 8, sequence 128.
 - `generate()`: greedy, 64 new tokens after a 32-token prompt, batch 1 and 8, small config, no
   end-of-sequence token (so that both always generate 64 tokens).
+
+`--smoke` checks that it runs and that both models generate the same tokens: every section once, in
+one process, at the tiny sizes of `TINY`; the numbers mean nothing.
 """
 
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -30,6 +34,7 @@ from common import (
     parse,
     print_table,
     run_sections,
+    smoke_or,
     throughput_row,
     training_step,
 )
@@ -37,8 +42,42 @@ from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTConfig, OpenAIGPT
 
 from hf_scratch.convert import from_reference
 
-SMALL = dict(n_embd=256, n_layer=4, n_head=4)
-BASE = dict(n_embd=768, n_layer=12, n_head=12)
+
+@dataclass(frozen=True)
+class Sizes:
+    small: dict  # config of training and generate()
+    base: dict  # config of the forward pass ("GPT-1 size")
+    batch: int  # training and forward
+    length: int  # training and forward
+    prompt: int  # generate()
+    new_tokens: int  # generate()
+    generate_batches: tuple[int, ...]
+
+
+FULL = Sizes(
+    small=dict(n_embd=256, n_layer=4, n_head=4),
+    base=dict(n_embd=768, n_layer=12, n_head=12),
+    batch=8,
+    length=128,
+    prompt=32,
+    new_tokens=64,
+    generate_batches=(1, 8),
+)
+TINY_VOCABULARY = dict(vocab_size=1000, bos_token_id=0, eos_token_id=0)  # GPT-2's ids are 50,256
+TINY = Sizes(  # --smoke
+    small=dict(n_embd=32, n_layer=2, n_head=2, **TINY_VOCABULARY),
+    base=dict(n_embd=64, n_layer=2, n_head=4, **TINY_VOCABULARY),
+    batch=2,
+    length=16,
+    prompt=8,
+    new_tokens=8,
+    generate_batches=(1, 2),
+)
+
+
+def chosen_sizes() -> Sizes:
+    """The sizes of this run: `FULL`, or `TINY` with `--smoke`."""
+    return smoke_or(FULL, TINY)
 
 
 def reference_pair(kind: str, sizes: dict):
@@ -62,47 +101,51 @@ def forward_flops(config, batch: int, length: int) -> float:
 
 
 def bench_training(kind: str, peak: float, repeats: int) -> list[list]:
-    ours, reference = reference_pair(kind, SMALL)
+    size = chosen_sizes()
+    ours, reference = reference_pair(kind, size.small)
     ours.train()
     reference.train()
     torch.manual_seed(1)
-    input_ids = torch.randint(0, reference.config.vocab_size, (8, 128))
+    input_ids = torch.randint(0, reference.config.vocab_size, (size.batch, size.length))
     batch = {"input_ids": input_ids, "labels": input_ids}
     steps = {"ours": training_step(ours, batch), "reference": training_step(reference, batch)}
     times = interleaved_medians(steps, repeats=repeats, warmup=2)
     memory = interleaved_peak_memory_mib(steps)
-    flops = 3 * forward_flops(reference.config, 8, 128)
+    flops = 3 * forward_flops(reference.config, size.batch, size.length)
     label = "OpenAIGPTLMHeadModel" if kind == "openai-gpt" else "GPT2LMHeadModel (sdpa)"
     utilization = mfu(flops, times, peak)
-    return [throughput_row(f"train step vs {label}", 8 * 128, times, utilization, memory)]
+    tokens = input_ids.numel()
+    return [throughput_row(f"train step vs {label}", tokens, times, utilization, memory)]
 
 
 def bench_inference(kind: str, peak: float, repeats: int) -> list[list]:
-    ours, reference = reference_pair(kind, BASE)
+    size = chosen_sizes()
+    ours, reference = reference_pair(kind, size.base)
     torch.manual_seed(1)
-    input_ids = torch.randint(0, reference.config.vocab_size, (8, 128))
+    input_ids = torch.randint(0, reference.config.vocab_size, (size.batch, size.length))
     with torch.no_grad():
         times = interleaved_medians(
             {"ours": lambda: ours(input_ids), "reference": lambda: reference(input_ids)},
             repeats=repeats,
             warmup=1,
         )
-    flops = forward_flops(reference.config, 8, 128)
+    flops = forward_flops(reference.config, size.batch, size.length)
     label = f"forward GPT-1 size vs {type(reference).__name__}"
-    return [throughput_row(label, 8 * 128, times, mfu(flops, times, peak))]
+    return [throughput_row(label, input_ids.numel(), times, mfu(flops, times, peak))]
 
 
 def bench_generation(kind: str, repeats: int) -> list[list]:
-    ours, reference = reference_pair(kind, SMALL)
-    # No end-of-sequence token: every run generates exactly 64 tokens, and neither model pays for
-    # the end-of-sequence bookkeeping of generate().
+    size = chosen_sizes()
+    ours, reference = reference_pair(kind, size.small)
+    # No end-of-sequence token: every run generates exactly `new_tokens` tokens, and neither model
+    # pays for the end-of-sequence bookkeeping of generate().
     for model in (ours, reference):
         model.generation_config.eos_token_id = None
     rows = []
-    for batch in (1, 8):
+    for batch in size.generate_batches:
         torch.manual_seed(1)
-        prompt = torch.randint(0, reference.config.vocab_size, (batch, 32))
-        settings = dict(max_new_tokens=64, do_sample=False, pad_token_id=0)
+        prompt = torch.randint(0, reference.config.vocab_size, (batch, size.prompt))
+        settings = dict(max_new_tokens=size.new_tokens, do_sample=False, pad_token_id=0)
         rows.append(
             generation_row(
                 f"generate b{batch} vs {type(reference).__name__}",
@@ -110,7 +153,7 @@ def bench_generation(kind: str, repeats: int) -> list[list]:
                 reference,
                 {"input_ids": prompt},
                 settings,
-                new_tokens=64,
+                new_tokens=size.new_tokens,
                 repeats=repeats,
             )
         )

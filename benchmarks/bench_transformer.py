@@ -15,8 +15,12 @@ throughput (> 1: ours is faster) and in memory (< 1: ours uses less).
   vocabulary of 58,101), batch 16, 64 tokens each side.
 - `generate()`: greedy and beam search (4 beams), 48 new tokens after a 64-token source, batch 1 and
   16, small and base configs, no end-of-sequence token (so that every run generates 48 tokens).
+
+`--smoke` checks that it runs and that both models generate the same tokens: every section once, in
+one process, at the tiny sizes of `TINY`; the numbers mean nothing.
 """
 
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -31,6 +35,7 @@ from common import (
     parse,
     print_table,
     run_sections,
+    smoke_or,
     throughput_row,
     training_step,
 )
@@ -38,28 +43,52 @@ from transformers import MarianConfig, MarianMTModel
 
 from hf_scratch.convert import from_reference
 
-SMALL = dict(
-    vocab_size=8000,
-    d_model=256,
-    encoder_layers=3,
-    decoder_layers=3,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=1024,
-    decoder_ffn_dim=1024,
+
+def layout(vocab_size: int, d_model: int, layers: int, heads: int, ffn_dim: int) -> dict:
+    """MarianConfig sizes, the encoder's and the decoder's alike."""
+    return dict(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn_dim,
+        decoder_ffn_dim=ffn_dim,
+    )
+
+
+@dataclass(frozen=True)
+class Sizes:
+    small: dict  # config of training and of the "small" generate() rows
+    base: dict  # config of the forward pass and of the "base" generate() rows
+    batch: int  # training and forward
+    length: int  # source and target tokens
+    new_tokens: int  # generate()
+    generate_batches: tuple[int, ...]
+
+
+FULL = Sizes(
+    small=layout(vocab_size=8000, d_model=256, layers=3, heads=4, ffn_dim=1024),
+    base=layout(vocab_size=58101, d_model=512, layers=6, heads=8, ffn_dim=2048),
+    batch=16,
+    length=64,
+    new_tokens=48,
+    generate_batches=(1, 16),
 )
-BASE = dict(
-    vocab_size=58101,
-    d_model=512,
-    encoder_layers=6,
-    decoder_layers=6,
-    encoder_attention_heads=8,
-    decoder_attention_heads=8,
-    encoder_ffn_dim=2048,
-    decoder_ffn_dim=2048,
+TINY = Sizes(  # --smoke
+    small=layout(vocab_size=1000, d_model=32, layers=2, heads=2, ffn_dim=64),
+    base=layout(vocab_size=1000, d_model=64, layers=2, heads=4, ffn_dim=128),
+    batch=2,
+    length=16,
+    new_tokens=8,
+    generate_batches=(1, 2),
 )
-SOURCE_LENGTH = TARGET_LENGTH = 64
-NEW_TOKENS = 48
+
+
+def chosen_sizes() -> Sizes:
+    """The sizes of this run: `FULL`, or `TINY` with `--smoke`."""
+    return smoke_or(FULL, TINY)
 
 
 def reference_pair(sizes: dict):
@@ -95,30 +124,34 @@ def forward_flops(config, batch: int, source: int, target: int) -> float:
 
 
 def random_batch(vocab_size: int, batch: int) -> dict[str, torch.Tensor]:
+    """`batch` random sources and targets, both of the run's `length`."""
+    length = chosen_sizes().length
     torch.manual_seed(1)
     return {
-        "input_ids": torch.randint(1, vocab_size - 1, (batch, SOURCE_LENGTH)),
-        "attention_mask": torch.ones(batch, SOURCE_LENGTH, dtype=torch.long),
-        "labels": torch.randint(1, vocab_size - 1, (batch, TARGET_LENGTH)),
+        "input_ids": torch.randint(1, vocab_size - 1, (batch, length)),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+        "labels": torch.randint(1, vocab_size - 1, (batch, length)),
     }
 
 
 def bench_training(peak: float, repeats: int) -> list[list]:
-    ours, reference = reference_pair(SMALL)
+    size = chosen_sizes()
+    ours, reference = reference_pair(size.small)
     ours.train()
     reference.train()
-    batch = random_batch(SMALL["vocab_size"], 16)
+    batch = random_batch(reference.config.vocab_size, size.batch)
     steps = {"ours": training_step(ours, batch), "reference": training_step(reference, batch)}
     times = interleaved_medians(steps, repeats=repeats, warmup=2)
     memory = interleaved_peak_memory_mib(steps)
-    flops = 3 * forward_flops(reference.config, 16, SOURCE_LENGTH, TARGET_LENGTH)
-    tokens = 16 * (SOURCE_LENGTH + TARGET_LENGTH)
+    flops = 3 * forward_flops(reference.config, size.batch, size.length, size.length)
+    tokens = batch["input_ids"].numel() + batch["labels"].numel()
     return [throughput_row("train step, small", tokens, times, mfu(flops, times, peak), memory)]
 
 
 def bench_inference(peak: float, repeats: int) -> list[list]:
-    ours, reference = reference_pair(BASE)
-    batch = random_batch(BASE["vocab_size"], 16)
+    size = chosen_sizes()
+    ours, reference = reference_pair(size.base)
+    batch = random_batch(reference.config.vocab_size, size.batch)
     with torch.no_grad():
         times = interleaved_medians(
             {
@@ -128,24 +161,27 @@ def bench_inference(peak: float, repeats: int) -> list[list]:
             repeats=repeats,
             warmup=1,
         )
-    flops = forward_flops(reference.config, 16, SOURCE_LENGTH, TARGET_LENGTH)
-    tokens = 16 * (SOURCE_LENGTH + TARGET_LENGTH)
+    flops = forward_flops(reference.config, size.batch, size.length, size.length)
+    tokens = batch["input_ids"].numel() + batch["labels"].numel()
     return [throughput_row("forward, base", tokens, times, mfu(flops, times, peak))]
 
 
-def bench_generation(repeats: int, sizes: dict, name: str) -> list[list]:
-    ours, reference = reference_pair(sizes)
-    # No end-of-sequence token: every run generates exactly NEW_TOKENS tokens.
+def bench_generation(repeats: int, name: str) -> list[list]:
+    """The generate() rows of the small or the base config (`name`)."""
+    size = chosen_sizes()
+    ours, reference = reference_pair(getattr(size, name))
+    new_tokens = size.new_tokens
+    # No end-of-sequence token: every run generates exactly `new_tokens` tokens.
     for model in (ours, reference):
         model.generation_config.eos_token_id = None
         model.generation_config.forced_eos_token_id = None
     rows = []
     for num_beams in (1, 4):
-        for batch_size in (1, 16):
-            source = random_batch(sizes["vocab_size"], batch_size)
+        for batch_size in size.generate_batches:
+            source = random_batch(reference.config.vocab_size, batch_size)
             source.pop("labels")
             settings = dict(
-                max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, num_beams=num_beams
+                max_new_tokens=new_tokens, min_new_tokens=new_tokens, num_beams=num_beams
             )
             search = "greedy" if num_beams == 1 else f"beam {num_beams}"
             rows.append(
@@ -155,7 +191,7 @@ def bench_generation(repeats: int, sizes: dict, name: str) -> list[list]:
                     reference,
                     source,
                     settings,
-                    NEW_TOKENS,
+                    new_tokens,
                     repeats,
                 )
             )
@@ -170,8 +206,8 @@ def main() -> None:
     sections = {
         "train": partial(bench_training, peak, repeats),
         "forward": partial(bench_inference, peak, repeats),
-        "generate small": partial(bench_generation, repeats, SMALL, "small"),
-        "generate base": partial(bench_generation, repeats, BASE, "base"),
+        "generate small": partial(bench_generation, repeats, "small"),
+        "generate base": partial(bench_generation, repeats, "base"),
     }
     rows = run_sections(sections, args, peak)
     if args.section is None:

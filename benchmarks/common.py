@@ -14,9 +14,16 @@ from collections.abc import Callable
 
 import torch
 
-# Set by `--smoke`: every measurement runs once, without warm-up. It checks that a benchmark works
-# (the tests run each one so), not how fast anything is.
+# Set by `--smoke`: every measurement runs once, without warm-up, at tiny sizes (`smoke_or`), on one
+# thread, and every section in this one process. It checks that a benchmark works and that the
+# models still agree (the tests run each one so), not how fast anything is.
 SMOKE = False
+
+
+def smoke_or(full, tiny):
+    """`tiny` with `--smoke`, else `full`: how a benchmark picks its sizes. Call it after `parse()`
+    has read the arguments (inside a function, not in a module-level constant)."""
+    return tiny if SMOKE else full
 
 
 def benchmark_arguments(description: str, default_repeats: int = 7) -> argparse.ArgumentParser:
@@ -27,7 +34,9 @@ def benchmark_arguments(description: str, default_repeats: int = 7) -> argparse.
         "--repeats", type=int, default=default_repeats, help="interleaved rounds per measurement"
     )
     parser.add_argument(
-        "--smoke", action="store_true", help="run every measurement once: the numbers mean nothing"
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, every measurement once, one process and thread: the numbers mean nothing",
     )
     parser.add_argument(
         "--section", help="measure only this section, in this process (see `run_sections`)"
@@ -40,6 +49,10 @@ def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
     global SMOKE
     arguments = parser.parse_args()
     SMOKE = arguments.smoke
+    if SMOKE:
+        # Tiny operations gain nothing from more threads, and on a busy machine every one of them
+        # waits for all threads to be scheduled: 4-5x slower over a smoke run on 2 loaded cores.
+        torch.set_num_threads(1)
     return arguments
 
 
@@ -52,7 +65,8 @@ def run_sections(
     peak: float | None = None,
 ) -> dict[str, list[list]]:
     """The table rows of every section, each section measured in a fresh Python process (this
-    script again, with `--section NAME`).
+    script again, with `--section NAME`); with `--smoke`, all of them in this process, since the
+    numbers do not count there and a fresh process costs seconds of imports.
 
     Both models of a comparison share their process, so that they meet the same conditions; the
     sections do not share one, because what a section leaves behind (a grown heap, raised
@@ -66,6 +80,8 @@ def run_sections(
         rows = sections[arguments.section]()
         print(_ROWS + json.dumps(rows), flush=True)
         return {arguments.section: rows}
+    if SMOKE:
+        return {name: section() for name, section in sections.items()}
     results = {}
     for name in sections:
         command = [sys.executable, sys.argv[0], *sys.argv[1:], "--section", name]
@@ -106,11 +122,18 @@ def interleaved_medians(
     return {name: statistics.median(samples) for name, samples in times.items()}
 
 
+def matmul_peak_size() -> int:
+    """The side of the square matmul that measures the peak: 2048, or 256 with `--smoke`."""
+    return smoke_or(2048, 256)
+
+
 def matmul_peak_gflops(
-    dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10
+    dtype: torch.dtype = torch.float32, size: int | None = None, repeats: int = 10
 ) -> float:
-    """Best sustained GFLOP/s of a square matmul: the yardstick for model FLOPs utilization
-    (MFU)."""
+    """Best sustained GFLOP/s of a square matmul (`matmul_peak_size()` by default): the yardstick
+    for model FLOPs utilization (MFU)."""
+    if size is None:
+        size = matmul_peak_size()
     a = torch.randn(size, size, dtype=dtype)
     b = torch.randn(size, size, dtype=dtype)
     for _ in range(2):

@@ -1,5 +1,6 @@
-"""The README's benchmark commands run (`--smoke`: every measurement once; the numbers mean
-nothing), and within them our models and the references still agree: same generated tokens."""
+"""The README's benchmark commands run (`--smoke`: tiny sizes, every measurement once, in one
+process; the numbers mean nothing), and within them our models and the references still agree:
+same generated tokens."""
 
 import os
 import subprocess
@@ -16,7 +17,7 @@ def test_benchmark_runs_and_both_models_agree(benchmark):
         [sys.executable, str(ROOT / "benchmarks" / f"bench_{benchmark}.py"), "--smoke"],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=600,  # a guard against hangs: each takes seconds
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-5000:]
