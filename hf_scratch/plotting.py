@@ -15,7 +15,6 @@ curves, written as PNG files.
   Trainer logged in `trainer_state.json`.
 - `write_run_plots(...)`, the examples' ending, writes both into `output_dir/plots/`.
 
-matplotlib is optional (`pip install "hf_scratch[plot]"`) and imported only when a picture is drawn.
 Figures are built on matplotlib's Agg canvas, never through pyplot: nothing here needs a display or
 changes matplotlib's global backend.
 """
@@ -25,12 +24,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 CAUSAL_SELF_ATTENTION = "self-attention (causal)"
 SELF_ATTENTION = "self-attention"
@@ -53,26 +51,18 @@ _SPEED_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
 
 
 # --------------------------------------------------------------------------------------------------
-# matplotlib, optional
+# Figures
 # --------------------------------------------------------------------------------------------------
 
 
-def _new_figure(**kwargs: Any) -> "Figure":
-    """A matplotlib Figure on the Agg canvas (headless); a clear ImportError without matplotlib."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError(
-            'hf_scratch.plotting needs matplotlib: pip install "hf_scratch[plot]" '
-            "(or pip install matplotlib)"
-        ) from error
+def _new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib Figure on the Agg canvas (headless)."""
     figure = Figure(**kwargs)
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: "Figure", path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
@@ -237,7 +227,7 @@ def attention_figure(
     key_tokens: Sequence[str] | None = None,
     title: str | None = None,
     max_labels: int = 40,
-) -> "Figure":
+) -> Figure:
     """A grid of heatmaps of attention probabilities (L, H, T_query, T_key): row l, column h shows
     layer l + 1, head h + 1, queries down, keys across, on one colour scale from 0. Tokens label
     the outer axes when there are at most `max_labels` of them."""
@@ -395,7 +385,7 @@ def training_series(log_history: Sequence[Mapping[str, Any]]) -> dict[str, dict[
 
 def training_curves_figure(
     log_history: Sequence[Mapping[str, Any]], title: str | None = None
-) -> "Figure":
+) -> Figure:
     """One panel per group of `training_series`, each value against the global step."""
     panels = training_series(log_history)
     if not panels:
@@ -447,12 +437,7 @@ def write_run_plots(
     """Write a run's pictures into `output_dir/plots/`: the training curves (if the folder holds a
     trainer_state.json) and, given a model, a tokenizer and a text, the attention heatmaps for that
     text (for an encoder-decoder, `text` is the source and `target_text` the target, generated
-    greedily when None). Without matplotlib, print one line and return []."""
-    try:
-        _new_figure()
-    except ImportError as error:
-        print(f"plots skipped: {error}")
-        return []
+    greedily when None)."""
     plots_dir = Path(output_dir) / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -3,7 +3,6 @@ exactly those numbers, the training curves hold the logged values, and the PNG f
 
 import json
 import struct
-import sys
 
 import numpy as np
 import pytest
@@ -339,19 +338,3 @@ def test_write_run_plots(tmp_path, word_tokenizer, capsys):
     for path in paths:
         assert_png(path)
     assert f"plots written to {plots}" in capsys.readouterr().out
-
-
-def test_without_matplotlib(tmp_path, monkeypatch, capsys):
-    (tmp_path / "trainer_state.json").write_text(json.dumps(_state(10)))
-    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
-        monkeypatch.setitem(sys.modules, name, None)  # any import of them fails
-    assert write_run_plots(tmp_path) == []
-    assert (
-        'plots skipped: hf_scratch.plotting needs matplotlib: pip install "hf_scratch[plot]"'
-        in (capsys.readouterr().out)
-    )
-    assert not (tmp_path / "plots").exists()
-    with pytest.raises(ImportError, match=r"hf_scratch\[plot\]"):
-        plot_training_curves(tmp_path)
-    with pytest.raises(ImportError, match=r"hf_scratch\[plot\]"):
-        attention_figure(torch.ones(1, 1, 2, 2) / 2)
