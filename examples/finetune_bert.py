@@ -1,14 +1,18 @@
 """Fine-tune BERT for sentence or sentence-pair classification (Devlin et al. 2019, §4.1).
 
     python examples/finetune_bert.py --model_name_or_path outputs/bert-pydoc       # SST-2
-    python examples/finetune_bert.py --model_name_or_path outputs/bert-pydoc --task MRPC  # or RTE
+    python examples/finetune_bert.py --model_name_or_path outputs/bert-pydoc --task_name MRPC
     python examples/finetune_bert.py --model_name_or_path outputs/bert-pydoc \
         --train_file train.csv --validation_file dev.csv --text_column a --text_pair_column b
+    python examples/finetune_bert.py --model_name_or_path outputs/bert-finetuned --do_predict \
+        --output_dir outputs/bert-sst2-test      # labels of GLUE's test set, predict_results.txt
 
 A pair is encoded as [CLS] A [SEP] B [SEP] with segment ids 0 / 1; the classifier reads the pooled
 [CLS] state. Accuracy and F1 (binary tasks) on the validation file are computed in
-`compute_metrics`, offline. The GLUE tasks in ../shared/data/glue are known by name (`--task SST-2`,
-`MRPC`, `RTE`); other data: .tsv (header row), .csv or .json(l) files with the columns named.
+`compute_metrics`, offline. The GLUE tasks in ../shared/data/glue are known by name (`--task_name
+SST-2`, `MRPC`, `RTE`; `--task` is the same flag); other data: .tsv (header row), .csv or .json(l)
+files with the columns named. `--do_train`, `--do_eval` and `--do_predict` (labels of the test file,
+GLUE's test.tsv for a task) run only the stages named; naming none trains and evaluates.
 """
 
 from dataclasses import dataclass, field
@@ -26,9 +30,13 @@ import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the 
 from hf_scratch.data import load_classification_data
 from hf_scratch.metrics import classification_metrics
 from hf_scratch.training import (
+    RemoteCodeArguments,
     ScratchTrainer,
+    from_pretrained,
     parse_arguments,
+    predict_labels,
     save_and_share,
+    stage_splits,
     train_and_evaluate,
 )
 
@@ -42,21 +50,26 @@ GLUE_COLUMNS = {
 
 
 @dataclass
-class Arguments:
+class Arguments(RemoteCodeArguments):
     model_name_or_path: str = field(
         default="outputs/bert-pydoc", metadata={"help": "a pre-trained BERT folder"}
     )
-    task: str | None = field(default="SST-2", metadata={"help": "SST-2, MRPC or RTE"})
+    task_name: str | None = field(
+        default="SST-2", metadata={"help": "SST-2, MRPC or RTE", "aliases": ["--task"]}
+    )
     train_file: str | None = field(default=None)
     validation_file: str | None = field(default=None)
+    test_file: str | None = field(default=None, metadata={"help": "rows to label (--do_predict)"})
     text_column: str | None = field(default=None)
     text_pair_column: str | None = field(default=None)
     label_column: str | None = field(default=None)
     max_seq_length: int = field(default=128)
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
+    max_predict_samples: int | None = field(default=None)
 
 
+STAGES = ("do_train", "do_eval", "do_predict")
 DEFAULT_ARGUMENTS = [
     "--output_dir", "outputs/bert-finetuned",
     "--num_train_epochs", "3",
@@ -73,29 +86,36 @@ DEFAULT_ARGUMENTS = [
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    args, training_args = parse_arguments((Arguments, TrainingArguments), DEFAULT_ARGUMENTS, argv)
+    args, training_args = parse_arguments(
+        (Arguments, TrainingArguments), DEFAULT_ARGUMENTS, argv, stages=STAGES
+    )
     set_seed(training_args.seed)
     text, pair, label = args.text_column, args.text_pair_column, args.label_column
-    train_file, validation_file = args.train_file, args.validation_file
-    if train_file is None:
-        if args.task not in GLUE_COLUMNS:
-            raise ValueError(f"give --train_file or a --task among {sorted(GLUE_COLUMNS)}")
-        train_file = str(GLUE / args.task / "train.tsv")
-        validation_file = validation_file or str(GLUE / args.task / "dev.tsv")
-        text, pair, label = GLUE_COLUMNS[args.task]
-    train, validation, labels = load_classification_data(
-        train_file,
-        validation_file,
+    files = {"train": args.train_file, "validation": args.validation_file, "test": args.test_file}
+    if args.train_file is None:
+        if args.task_name not in GLUE_COLUMNS:
+            raise ValueError(f"give --train_file or a --task_name among {sorted(GLUE_COLUMNS)}")
+        glue = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+        files = {
+            split: files[split] or str(GLUE / args.task_name / name) for split, name in glue.items()
+        }
+        text, pair, label = GLUE_COLUMNS[args.task_name]
+    splits, labels = load_classification_data(
+        files["train"],
+        files["validation"],
         label,
         args.max_train_samples,
         args.max_eval_samples,
         seed=training_args.seed,
+        test_file=files["test"] if training_args.do_predict else None,
+        max_predict_samples=args.max_predict_samples,
     )
 
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    tokenizer = from_pretrained(AutoTokenizer, args.model_name_or_path, args.trust_remote_code)
+    model = from_pretrained(
+        AutoModelForSequenceClassification,
         args.model_name_or_path,
-        trust_remote_code=True,
+        args.trust_remote_code,
         **labels,
     )
 
@@ -107,26 +127,35 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             truncation=True,
             max_length=args.max_seq_length,
         )
-        encoded["labels"] = [labels["label2id"][str(value)] for value in batch[label]]
+        if label in batch:  # GLUE's test files have no labels
+            encoded["labels"] = [labels["label2id"][str(value)] for value in batch[label]]
         return encoded
 
-    sample = str(validation[text][0])
+    sample = str(splits["validation"][text][0])
     with training_args.main_process_first(desc="tokenizing"):
-        train = train.map(encode, batched=True, remove_columns=train.column_names)
-        validation = validation.map(encode, batched=True, remove_columns=validation.column_names)
+        encoded = {
+            split: splits[split].map(
+                encode, batched=True, remove_columns=splits[split].column_names
+            )
+            for split in stage_splits(training_args)
+        }
 
     trainer = ScratchTrainer(
         model=model,
         args=training_args,
-        train_dataset=train,
-        eval_dataset=validation,
+        train_dataset=encoded.get("train"),
+        eval_dataset=encoded.get("validation"),
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=classification_metrics,
     )
     metrics = train_and_evaluate(trainer)
-    data = f"GLUE {args.task}" if args.train_file is None else Path(train_file).name
-    save_and_share(trainer, f"{data} (fine-tuned from {args.model_name_or_path})", plot_text=sample)
+    if training_args.do_predict:
+        metrics.update(predict_labels(trainer, encoded["test"], model.config.id2label))
+    if training_args.do_train:
+        data = f"GLUE {args.task_name}" if args.train_file is None else Path(files["train"]).name
+        description = f"{data} (fine-tuned from {args.model_name_or_path})"
+        save_and_share(trainer, description, plot_text=sample)
     return metrics
 
 

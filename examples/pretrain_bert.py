@@ -4,7 +4,8 @@
     python examples/pretrain_bert.py --train_file ../shared/data/wikitext-2/test.txt \
         --validation_file ../shared/data/wikitext-2/valid.txt --config_name configuration/bert-mini
     accelerate launch examples/pretrain_bert.py --dataset_name wikitext \
-        --dataset_config_name wikitext-103-raw-v1 --config_name configuration/bert-base
+        --dataset_config_name wikitext-103-raw-v1 --streaming --max_steps 100000 \
+        --config_name configuration/bert-base
 
 Documents (rows of the data; with no data argument, the text of Python's documentation shipped with
 Python) are split into segments (lines, sentences) and tokenized with the given tokenizer or a
@@ -15,14 +16,19 @@ sparse MLM prediction (only masked positions are projected to the vocabulary), a
 split reports MLM accuracy, NSP accuracy and MLM perplexity. Model and tokenizer are saved with
 `save_pretrained`, with the model's source files, so the folder loads with
 `AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True)` without hf_scratch.
+`--do_train` / `--do_eval` run only the stages named (both when neither is); with `--streaming`
+the training documents are read as training consumes them, and a NotNext pair's B comes from
+another document of the same batch of 1,000.
 """
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import IterableDataset
 from transformers import (
     AutoModelForPreTraining,
     TrainingArguments,
@@ -36,7 +42,10 @@ from hf_scratch.data import (
     ExampleSeededWholeWordMaskCollator,
     MaskingEpochCallback,
     NextSentencePairs,
+    column_names,
+    describe_sizes,
     load_corpus,
+    map_rows,
     split_segments,
 )
 from hf_scratch.tokenization import train_wordpiece
@@ -47,6 +56,8 @@ from hf_scratch.training import (
     parse_arguments,
     pretraining_model,
     save_and_share,
+    stage_splits,
+    tokenizer_training_texts,
     train_and_evaluate,
 )
 
@@ -119,13 +130,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, corpus_args, data_args, training_args = parse_arguments(
         (ModelArguments, CorpusArguments, DataArguments, TrainingArguments), DEFAULT_ARGUMENTS, argv
     )
+    if corpus_args.streaming and training_args.do_train and training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps: a stream has no length to count epochs")
     set_seed(training_args.seed)
     raw = load_corpus(corpus_args, seed=training_args.seed)
     column = corpus_args.text_column
     tokenizer = load_or_train_tokenizer(
         model_args.tokenizer_name or model_args.model_name_or_path,
         training_args,
-        lambda: train_wordpiece(raw["train"][column], model_args.tokenizer_vocab_size),
+        lambda: tokenizer_training_texts(raw["train"], column, model_args.tokenizer_train_rows),
+        partial(train_wordpiece, vocab_size=model_args.tokenizer_vocab_size),
+        data=corpus_args.describe()[0],
+        trust_remote_code=model_args.trust_remote_code,
     )
 
     def tokenize_segments(batch):
@@ -139,33 +155,34 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             start += len(doc)
         return {"segments": grouped}
 
+    pairs = {}
     with training_args.main_process_first(desc="building sentence pairs"):
-        documents = raw.map(
-            tokenize_segments,
-            batched=True,
-            remove_columns=raw["train"].column_names,
-            num_proc=corpus_args.preprocessing_num_workers,
-            desc="tokenizing documents",
-        )
-        pairs = {
-            split: documents[split].map(
+        for split in stage_splits(training_args):
+            documents = map_rows(
+                raw[split],
+                tokenize_segments,
+                f"{split}: tokenizing documents",
+                corpus_args.preprocessing_num_workers,
+                remove_columns=column_names(raw[split]),
+            )
+            streamed = isinstance(documents, IterableDataset)
+            pairs[split] = map_rows(
+                documents,
                 NextSentencePairs(
-                    documents[split],
+                    None if streamed else documents,  # a stream: random B from the same batch
                     tokenizer.cls_token_id,
                     tokenizer.sep_token_id,
                     max_seq_length=data_args.max_seq_length,
                     short_seq_prob=data_args.short_seq_prob,
                     seed=training_args.seed,
                 ),
-                batched=True,
+                f"{split}: next-sentence pairs",
+                corpus_args.preprocessing_num_workers,
                 with_indices=True,
                 remove_columns=["segments"],
-                num_proc=corpus_args.preprocessing_num_workers,
-                desc=f"{split}: next-sentence pairs",
             )
-            for split in ("train", "validation")
-        }
-    print(f"{len(pairs['train'])} training and {len(pairs['validation'])} validation pairs")
+    pairs = corpus_args.limit(pairs)
+    print(f"{describe_sizes(pairs)} sentence pairs")
 
     model = pretraining_model(
         AutoModelForPreTraining,
@@ -190,8 +207,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer = PreTrainingTrainer(
         model=model,
         args=training_args,
-        train_dataset=pairs["train"],
-        eval_dataset=pairs["validation"],
+        train_dataset=pairs.get("train"),
+        eval_dataset=pairs.get("validation"),
         data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
@@ -199,8 +216,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         callbacks=[MaskingEpochCallback(collator)],
     )
     metrics = train_and_evaluate(trainer)
-    sample = next((text for text in raw["validation"][column] if text.strip()), None)
-    save_and_share(trainer, *corpus_args.describe(), plot_text=sample)
+    if training_args.do_train:
+        sample = next((text for text in raw["validation"][column] if text.strip()), None)
+        save_and_share(trainer, *corpus_args.describe(), plot_text=sample)
     return metrics
 
 

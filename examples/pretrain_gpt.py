@@ -2,21 +2,31 @@
 
     python examples/pretrain_gpt.py                  # embedded corpus, a few minutes
     python examples/pretrain_gpt.py --train_file corpus.txt --output_dir outputs/my-gpt
+    python examples/pretrain_gpt.py --train_file ../shared/data/tinyshakespeare/input.txt \
+        --tokenizer_type char --output_dir outputs/shakespeare-char    # nanoGPT's classic
+    python examples/pretrain_gpt.py --model_name_or_path outputs/gpt-pydoc --do_eval \
+        --output_dir outputs/gpt-pydoc-eval                             # evaluate only
     accelerate launch examples/pretrain_gpt.py --dataset_name wikitext \
-        --dataset_config_name wikitext-2-raw-v1 --config_name configuration/gpt-1
+        --dataset_config_name wikitext-103-raw-v1 --streaming --max_steps 20000 \
+        --config_name configuration/gpt-1
 
 With no data argument it trains on the text of Python's documentation (`pydoc_data.topics`, shipped
-with Python), so it runs offline. Without `--tokenizer_name` it first trains a byte-level BPE
-tokenizer on the training split. Text is cut into blocks of `--block_size` tokens; the Trainer
-trains, reports perplexity exp(L1) on the held-out split, and the model and tokenizer are saved with
-`save_pretrained` (safetensors, with the model's source files, so the folder loads with
+with Python), so it runs offline. Without `--tokenizer_name` it first trains a tokenizer on the
+training split: byte-level BPE (`--tokenizer_type bpe`, GPT-2's) or one token per character
+(`char`). Text is cut into blocks of `--block_size` tokens; the Trainer trains, reports perplexity
+exp(L1) on the held-out split, and the model and tokenizer are saved with `save_pretrained`
+(safetensors, with the model's source files, so the folder loads with
 `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)` without hf_scratch
-installed). Every `TrainingArguments` option works (`--max_steps`, `--learning_rate`, `--bf16`,
+installed). `--do_train` / `--do_eval` run only the stages named (both when neither is);
+`--streaming` reads a corpus larger than memory as training consumes it. Every
+`TrainingArguments` option works (`--max_steps`, `--learning_rate`, `--bf16`,
 `--resume_from_checkpoint`, ...).
 """
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import (
@@ -27,8 +37,15 @@ from transformers import (
 )
 
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
-from hf_scratch.data import CorpusArguments, group_texts, load_corpus
-from hf_scratch.tokenization import train_byte_level_bpe
+from hf_scratch.data import (
+    CorpusArguments,
+    column_names,
+    describe_sizes,
+    group_texts,
+    load_corpus,
+    map_rows,
+)
+from hf_scratch.tokenization import train_byte_level_bpe, train_characters
 from hf_scratch.training import (
     PretrainingModelArguments,
     ScratchTrainer,
@@ -37,6 +54,8 @@ from hf_scratch.training import (
     parse_arguments,
     pretraining_model,
     save_and_share,
+    stage_splits,
+    tokenizer_training_texts,
     train_and_evaluate,
 )
 
@@ -46,7 +65,11 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclass
 class ModelArguments(PretrainingModelArguments):
     config_name: str = field(default=str(REPO / "configuration" / "gpt-small"))
-    tokenizer_vocab_size: int = field(default=4096)
+    tokenizer_type: Literal["bpe", "char"] = field(
+        default="bpe",
+        metadata={"help": "the tokenizer trained without --tokenizer_name: bpe or char"},
+    )
+    tokenizer_vocab_size: int = field(default=4096, metadata={"help": "of the BPE tokenizer"})
 
 
 @dataclass
@@ -83,13 +106,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, corpus_args, data_args, training_args = parse_arguments(
         (ModelArguments, CorpusArguments, DataArguments, TrainingArguments), DEFAULT_ARGUMENTS, argv
     )
+    if corpus_args.streaming and training_args.do_train and training_args.max_steps <= 0:
+        raise ValueError("--streaming needs --max_steps: a stream has no length to count epochs")
     set_seed(training_args.seed)
     raw = load_corpus(corpus_args, seed=training_args.seed)
     column = corpus_args.text_column
     tokenizer = load_or_train_tokenizer(
         model_args.tokenizer_name or model_args.model_name_or_path,
         training_args,
-        lambda: train_byte_level_bpe(raw["train"][column], model_args.tokenizer_vocab_size),
+        lambda: tokenizer_training_texts(raw["train"], column, model_args.tokenizer_train_rows),
+        train_characters
+        if model_args.tokenizer_type == "char"
+        else partial(train_byte_level_bpe, vocab_size=model_args.tokenizer_vocab_size),
+        data=corpus_args.describe()[0],
+        trust_remote_code=model_args.trust_remote_code,
     )
     model = pretraining_model(AutoModelForCausalLM, model_args, tokenizer)
     if data_args.block_size > model.config.max_position_embeddings:
@@ -98,39 +128,47 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"({model.config.max_position_embeddings})"
         )
 
-    def tokenize(batch):
-        # Each row ends with the end-of-text token, so blocks that span two documents mark the seam.
-        return tokenizer([text + tokenizer.eos_token for text in batch[column]])
+    # A document ends with the end-of-text token, so blocks that span two documents mark the seam;
+    # the lines of a text file run on, their line breaks kept.
+    end = tokenizer.eos_token if corpus_args.rows_are_documents else ""
 
+    def tokenize(batch):
+        return tokenizer([text + end for text in batch[column]])
+
+    blocks = {}
     with training_args.main_process_first(desc="tokenizing and grouping"):
-        tokenized = raw.map(
-            tokenize,
-            batched=True,
-            remove_columns=raw["train"].column_names,
-            num_proc=corpus_args.preprocessing_num_workers,
-            desc="tokenizing",
-        )
-        blocks = tokenized.map(
-            group_texts,
-            batched=True,
-            fn_kwargs={"block_size": data_args.block_size},
-            num_proc=corpus_args.preprocessing_num_workers,
-            desc=f"grouping into blocks of {data_args.block_size}",
-        )
+        for split in stage_splits(training_args):
+            tokenized = map_rows(
+                raw[split],
+                tokenize,
+                f"{split}: tokenizing",
+                corpus_args.preprocessing_num_workers,
+                remove_columns=column_names(raw[split]),
+            )
+            blocks[split] = map_rows(
+                tokenized,
+                group_texts,
+                f"{split}: blocks of {data_args.block_size} tokens",
+                corpus_args.preprocessing_num_workers,
+                fn_kwargs={"block_size": data_args.block_size},
+            )
+    blocks = corpus_args.limit(blocks)
     print(
-        f"{len(blocks['train'])} training and {len(blocks['validation'])} validation blocks of "
-        f"{data_args.block_size} tokens; model with {model.num_parameters():,} parameters"
+        f"{describe_sizes(blocks)} blocks of {data_args.block_size} tokens; model with "
+        f"{model.num_parameters():,} parameters"
     )
 
     trainer = ScratchTrainer(
         model=model,
         args=training_args,
-        train_dataset=blocks["train"],
-        eval_dataset=blocks["validation"],
+        train_dataset=blocks.get("train"),
+        eval_dataset=blocks.get("validation"),
         data_collator=default_data_collator,
         processing_class=tokenizer,
     )
     metrics = train_and_evaluate(trainer, perplexity=True)
+    if not training_args.do_train:
+        return metrics
     prompt = data_args.sample_prompts.split("|")[0]
     save_and_share(trainer, *corpus_args.describe(), plot_text=prompt)
 

@@ -23,10 +23,14 @@ with beam search (4 beams, length penalty 0.6, §6.1) to report BLEU (sacreBLEU)
 validation and test sets. The model, its generation settings and the tokenizer are saved with
 `save_pretrained`, with the model's source files, so the folder translates through
 `AutoModelForSeq2SeqLM.from_pretrained(folder, trust_remote_code=True)` where hf_scratch is not
-installed. Every `Seq2SeqTrainingArguments` option works (`--max_steps`, `--bf16`, ...).
+installed. Every `Seq2SeqTrainingArguments` option works (`--max_steps`, `--bf16`, ...);
+`--generation_num_beams` and `--generation_max_length` set how evaluation decodes. `--do_train`,
+`--do_eval` and `--do_predict` (BLEU and chrF on the test split) run only the stages named; naming
+none runs all three.
 """
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from transformers import (
@@ -37,7 +41,7 @@ from transformers import (
 )
 
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
-from hf_scratch.data import TranslationDataArguments, load_translation_data
+from hf_scratch.data import TranslationDataArguments, describe_sizes, load_translation_data
 from hf_scratch.metrics import decode_token_ids, translation_metrics
 from hf_scratch.tokenization import train_translation_bpe
 from hf_scratch.training import (
@@ -47,6 +51,7 @@ from hf_scratch.training import (
     parse_arguments,
     pretraining_model,
     save_and_share,
+    stage_splits,
     train_and_evaluate,
 )
 
@@ -63,12 +68,26 @@ class ModelArguments(PretrainingModelArguments):
 class TranslationArguments(TranslationDataArguments):
     max_source_length: int = field(default=128, metadata={"help": "longer sources are truncated"})
     max_target_length: int = field(default=128, metadata={"help": "longer targets are truncated"})
-    num_beams: int = field(default=4, metadata={"help": "beam size for evaluation (§6.1: 4)"})
-    length_penalty: float = field(default=0.6, metadata={"help": "alpha of §6.1 (0.6)"})
+    num_beams: int | None = field(
+        default=None,
+        metadata={
+            "help": "beam size saved in the model's generation config (§6.1: 4, a new model's "
+            "default; a loaded model keeps its own); --generation_num_beams overrides it for "
+            "evaluation"
+        },
+    )
+    length_penalty: float | None = field(
+        default=None,
+        metadata={
+            "help": "alpha of §6.1 (0.6, a new model's default; a loaded model keeps its own)"
+        },
+    )
+
     num_samples: int = field(default=5, metadata={"help": "test translations to print"})
     preprocessing_num_workers: int | None = field(default=None)
 
 
+STAGES = ("do_train", "do_eval", "do_predict")  # predict: BLEU and chrF on the test split
 # Defaults of this script, before the user's own arguments (argparse keeps the last value given).
 DEFAULT_ARGUMENTS = [
     "--output_dir", "outputs/transformer-translation",
@@ -92,22 +111,31 @@ DEFAULT_ARGUMENTS = [
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     model_args, data_args, training_args = parse_arguments(
-        (ModelArguments, TranslationArguments, Seq2SeqTrainingArguments), DEFAULT_ARGUMENTS, argv
+        (ModelArguments, TranslationArguments, Seq2SeqTrainingArguments),
+        DEFAULT_ARGUMENTS,
+        argv,
+        stages=STAGES,
+        default_stages=STAGES,
     )
     set_seed(training_args.seed)
     raw = load_translation_data(data_args, seed=training_args.seed)
+    if data_args.max_predict_samples is not None and "test" in raw:
+        raw["test"] = raw["test"].select(
+            range(min(data_args.max_predict_samples, len(raw["test"])))
+        )
     tokenizer = load_or_train_tokenizer(
         model_args.tokenizer_name or model_args.model_name_or_path,
         training_args,
-        lambda: train_translation_bpe(
-            list(raw["train"]["source"]) + list(raw["train"]["target"]),
-            model_args.tokenizer_vocab_size,
-        ),
+        lambda: list(raw["train"]["source"]) + list(raw["train"]["target"]),
+        partial(train_translation_bpe, vocab_size=model_args.tokenizer_vocab_size),
+        data=data_args.describe()[0],
+        trust_remote_code=model_args.trust_remote_code,
     )
-    # A new model reads the shared vocabulary on both sides and starts decoding with <s>; a
-    # checkpoint keeps its own settings.
+    # A new model reads the shared vocabulary on both sides, starts decoding with <s> and decodes
+    # with the paper's beam search (§6.1); a checkpoint keeps its own settings unless told.
     settings = {}
-    if not model_args.model_name_or_path:
+    new_model = not model_args.model_name_or_path
+    if new_model:
         settings = dict(
             decoder_vocab_size=len(tokenizer), decoder_start_token_id=tokenizer.bos_token_id
         )
@@ -119,12 +147,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"max_position_embeddings ({model.config.max_position_embeddings})"
         )
     generation = model.generation_config
-    generation.num_beams = data_args.num_beams
-    if data_args.num_beams > 1:  # a length penalty ranks beams; GenerationConfig refuses it alone
-        generation.length_penalty = data_args.length_penalty
-    generation.max_length = data_args.max_target_length
-    training_args.generation_num_beams = data_args.num_beams
-    training_args.generation_max_length = data_args.max_target_length
+    beams = data_args.num_beams or (4 if new_model else None)
+    if beams is not None:
+        generation.num_beams = beams
+    penalty = data_args.length_penalty or (0.6 if new_model else None)
+    if penalty is not None and generation.num_beams > 1:  # GenerationConfig refuses it alone
+        generation.length_penalty = penalty
+    # Evaluation decodes as the model's generation config says, up to max_target_length tokens,
+    # unless --generation_num_beams / --generation_max_length say otherwise.
+    if training_args.generation_max_length is None:
+        training_args.generation_max_length = data_args.max_target_length
 
     def tokenize(batch):
         encoded = tokenizer(
@@ -135,24 +167,30 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         )
         return {**encoded, "labels": targets["input_ids"]}
 
+    splits = [split for split in stage_splits(training_args) if split in raw]
+    if training_args.do_predict and "test" not in raw:
+        print("no test split: nothing to predict (--test_file or --test_prefix gives one)")
     with training_args.main_process_first(desc="tokenizing"):
-        tokenized = raw.map(
-            tokenize,
-            batched=True,
-            remove_columns=["source", "target"],
-            num_proc=data_args.preprocessing_num_workers,
-            desc="tokenizing",
-        )
+        tokenized = {
+            split: raw[split].map(
+                tokenize,
+                batched=True,
+                remove_columns=["source", "target"],
+                num_proc=data_args.preprocessing_num_workers,
+                desc=f"{split}: tokenizing",
+            )
+            for split in splits
+        }
     print(
-        f"{len(tokenized['train'])} training pairs, {len(tokenized['validation'])} validation "
-        f"pairs; vocabulary {len(tokenizer)}; model with {model.num_parameters():,} parameters"
+        f"{describe_sizes(tokenized)} pairs; vocabulary {len(tokenizer)}; model with "
+        f"{model.num_parameters():,} parameters"
     )
 
     trainer = ScratchSeq2SeqTrainer(
         model=model,
         args=training_args,
-        train_dataset=tokenized["train"],
-        eval_dataset=tokenized["validation"],
+        train_dataset=tokenized.get("train"),
+        eval_dataset=tokenized.get("validation"),
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, pad_to_multiple_of=8),
         processing_class=tokenizer,
         compute_metrics=translation_metrics(tokenizer),
@@ -165,8 +203,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         metrics.update(prediction.metrics)
         if trainer.is_world_process_zero():
             print_samples(raw["test"], prediction.predictions, tokenizer, data_args.num_samples)
-    sample = raw["test" if "test" in raw else "validation"]["source"][0]
-    save_and_share(trainer, *data_args.describe(), plot_text=sample)  # attention on its translation
+    if training_args.do_train:
+        sample = raw["test" if "test" in raw else "validation"]["source"][0]
+        save_and_share(
+            trainer, *data_args.describe(), plot_text=sample
+        )  # its translation's attention
     return metrics
 
 

@@ -12,7 +12,7 @@ from itertools import chain
 from pathlib import Path
 
 import torch
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, IterableDataset, load_dataset
 from transformers import DataCollatorForLanguageModeling, TrainerCallback
 
 
@@ -36,16 +36,23 @@ def load_text_datasets(
     validation_split_percentage: int = 5,
     default_texts: Callable[[], list[str]] = pydoc_corpus,
     seed: int = 0,
+    streaming: bool = False,
+    validation_rows: int = 1000,
 ) -> DatasetDict:
     """A DatasetDict with "train" and "validation" splits of text rows.
 
     Sources, first that is given: `dataset_name` (the hub, through `datasets.load_dataset`),
-    `train_file` (.txt: one row per line; .json/.jsonl/.csv: rows with a text column), else
-    `default_texts()`. Without a validation split, `validation_split_percentage` percent of the rows
-    are held out (by row, with `seed`).
+    `train_file` (.txt: one row per line, its line break kept; .json/.jsonl/.csv: rows with a text
+    column), else `default_texts()`. Without a validation split, `validation_split_percentage`
+    percent of the rows are held out (by row, with `seed`).
+
+    With `streaming`, the training split is an `IterableDataset` read as it is consumed (a corpus
+    that does not fit in memory) and the validation split is read into memory; without a
+    validation split, the first `validation_rows` rows of the training data are held out (a
+    stream has no length to take a percentage of).
     """
     if dataset_name is not None:
-        datasets = load_dataset(dataset_name, dataset_config_name)
+        datasets = load_dataset(dataset_name, dataset_config_name, streaming=streaming)
     elif train_file is not None:
         suffix = Path(train_file).suffix
         if suffix not in _LOADERS:
@@ -55,20 +62,44 @@ def load_text_datasets(
         data_files = {"train": train_file}
         if validation_file is not None:
             data_files["validation"] = validation_file
-        datasets = load_dataset(_LOADERS[suffix], data_files=data_files)
-    else:
-        datasets = DatasetDict({"train": Dataset.from_dict({"text": default_texts()})})
-    if "validation" not in datasets:
-        held_out = datasets["train"].train_test_split(
-            test_size=validation_split_percentage / 100, seed=seed
+        # A text file's rows are its lines, with their line breaks (as transformers' run_clm.py
+        # keeps them): joined again, they give the text back.
+        options = {"keep_linebreaks": True} if _LOADERS[suffix] == "text" else {}
+        datasets = load_dataset(
+            _LOADERS[suffix], data_files=data_files, streaming=streaming, **options
         )
-        datasets = DatasetDict({"train": held_out["train"], "validation": held_out["test"]})
-    return datasets
+    else:  # embedded, in memory: held out by percentage as usual, then streamed if asked
+        datasets = _held_out(
+            DatasetDict({"train": Dataset.from_dict({"text": default_texts()})}),
+            validation_split_percentage,
+            seed,
+        )
+        if streaming:
+            datasets["train"] = datasets["train"].to_iterable_dataset()
+        return datasets
+    if not streaming:
+        return _held_out(datasets, validation_split_percentage, seed)
+    if "validation" in datasets:
+        validation = Dataset.from_list(list(datasets["validation"]))
+    else:
+        validation = Dataset.from_list(list(datasets["train"].take(validation_rows)))
+        datasets["train"] = datasets["train"].skip(validation_rows)
+    return DatasetDict({"train": datasets["train"], "validation": validation})
+
+
+def _held_out(datasets: DatasetDict, percentage: int, seed: int) -> DatasetDict:
+    """`datasets`, with `percentage` percent of its training rows held out for validation when it
+    has no validation split."""
+    if "validation" in datasets:
+        return datasets
+    held_out = datasets["train"].train_test_split(test_size=percentage / 100, seed=seed)
+    return DatasetDict({"train": held_out["train"], "validation": held_out["test"]})
 
 
 @dataclass
 class CorpusArguments:
-    """Where a pre-training script reads its text (see `load_text_datasets`)."""
+    """Where a pre-training script reads its text (see `load_text_datasets`), and how much of it
+    it uses."""
 
     train_file: str | None = field(default=None, metadata={"help": ".txt, .json(l) or .csv"})
     validation_file: str | None = field(default=None)
@@ -76,7 +107,37 @@ class CorpusArguments:
     dataset_config_name: str | None = field(default=None)
     text_column: str = field(default="text")
     validation_split_percentage: int = field(default=5)
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "read the training data as it is consumed (a corpus larger than memory); "
+            "needs --max_steps"
+        },
+    )
+    validation_rows: int = field(
+        default=1000,
+        metadata={
+            "help": "with --streaming and no validation split: the first rows of the training "
+            "data held out"
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "keep only this many training examples (for a quick run)"}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "keep only this many evaluation examples"}
+    )
     preprocessing_num_workers: int | None = field(default=None)
+
+    @property
+    def rows_are_documents(self) -> bool:
+        """Whether each row is a document of its own (the embedded corpus, .json/.csv rows, hub
+        datasets), rather than a line of one continuous text (a .txt file)."""
+        return (
+            self.dataset_name is not None
+            or self.train_file is None
+            or (_LOADERS.get(Path(self.train_file).suffix) != "text")
+        )
 
     def describe(self) -> tuple[str, str | None]:
         """The training data in words, for the model card, and its hub id if it has one."""
@@ -85,6 +146,20 @@ class CorpusArguments:
         if self.train_file is not None:
             return f"the text file {Path(self.train_file).name}", None
         return "the text of Python's documentation (`pydoc_data.topics`, shipped with Python)", None
+
+    def limit(self, datasets: dict) -> dict:
+        """`datasets` cut to `max_train_samples` training and `max_eval_samples` validation
+        examples (the first ones: training data is shuffled by the Trainer, a stream is not)."""
+        limits = {"train": self.max_train_samples, "validation": self.max_eval_samples}
+        cut = dict(datasets)
+        for split, limit in limits.items():
+            if split not in cut or limit is None:
+                continue
+            if isinstance(cut[split], IterableDataset):
+                cut[split] = cut[split].take(limit)
+            else:
+                cut[split] = cut[split].select(range(min(limit, len(cut[split]))))
+        return cut
 
 
 def _hub_dataset(name: str, config_name: str | None) -> str:
@@ -100,6 +175,32 @@ def load_corpus(arguments: CorpusArguments, seed: int = 0) -> DatasetDict:
         arguments.dataset_config_name,
         arguments.validation_split_percentage,
         seed=seed,
+        streaming=arguments.streaming,
+        validation_rows=arguments.validation_rows,
+    )
+
+
+def map_rows(rows, function: Callable, description: str, num_proc: int | None = None, **kwargs):
+    """`rows.map(function, batched=True, **kwargs)`: for a `Dataset` at once (`num_proc` workers,
+    a progress bar saying `description`), for an `IterableDataset` lazily, as it is read."""
+    if isinstance(rows, IterableDataset):
+        return rows.map(function, batched=True, **kwargs)
+    return rows.map(function, batched=True, num_proc=num_proc, desc=description, **kwargs)
+
+
+def column_names(rows) -> list[str]:
+    """The columns of a dataset; a stream that does not declare its features is asked for its
+    first row."""
+    if rows.column_names is not None:
+        return rows.column_names
+    return list(next(iter(rows)).keys())
+
+
+def describe_sizes(splits: dict) -> str:
+    """ "N train, M validation" (a stream: "streamed train"), for a script's log."""
+    return ", ".join(
+        f"{'streamed' if isinstance(rows, IterableDataset) else len(rows)} {split}"
+        for split, rows in splits.items()
     )
 
 
@@ -150,6 +251,10 @@ class NextSentencePairs:
 
     The random choices of a document depend only on `seed` and the document's index, so the result
     is the same whatever the batch size or `num_proc` of the `map`.
+
+    With `documents=None` (a stream, whose documents cannot be looked up by index), the random B
+    comes from another document of the same `map` batch (1,000 documents by default); the result
+    then depends on the batch size too.
     """
 
     def __init__(
@@ -173,8 +278,13 @@ class NextSentencePairs:
 
     def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         pairs = {"input_ids": [], "token_type_ids": [], "next_sentence_label": []}
-        for segments, index in zip(batch[self.column], indices, strict=True):
-            for tokens_a, tokens_b, label in self._document_pairs(segments, index):
+        if self.documents is None:  # random B from this batch: positions in it, not indices
+            pool = batch[self.column]
+        else:
+            pool = _Column(self.documents, self.column)
+        for position, (segments, index) in enumerate(zip(batch[self.column], indices, strict=True)):
+            own = position if self.documents is None else index
+            for tokens_a, tokens_b, label in self._document_pairs(segments, index, own, pool):
                 pairs["input_ids"].append(
                     [self.cls_token_id, *tokens_a, self.sep_token_id, *tokens_b, self.sep_token_id]
                 )
@@ -184,8 +294,9 @@ class NextSentencePairs:
                 pairs["next_sentence_label"].append(label)
         return pairs
 
-    def _document_pairs(self, segments: list[list[int]], index: int):
-        """(tokens A, tokens B, label) for each chunk of one document."""
+    def _document_pairs(self, segments: list[list[int]], index: int, own: int, pool):
+        """(tokens A, tokens B, label) for each chunk of one document; `own` is its position in
+        `pool`, the documents a random B is drawn from."""
         rng = random.Random(f"{self.seed}/{index}")
         segments = [segment for segment in segments if segment]
         target = self._target_length(rng)
@@ -195,7 +306,7 @@ class NextSentencePairs:
                 end += 1
                 continue
             chunk = segments[start : end + 1]
-            random_next = rng.random() < 0.5 and len(self.documents) > 1
+            random_next = rng.random() < 0.5 and len(pool) > 1
             if len(chunk) > 1:
                 a_end = rng.randint(1, len(chunk) - 1)
                 tokens_a = [token for segment in chunk[:a_end] for token in segment]
@@ -210,7 +321,7 @@ class NextSentencePairs:
                 )
                 next_start = end + 1
             tokens_b = (
-                self._random_segments(rng, index, target - len(tokens_a))
+                self._random_segments(rng, pool, own, target - len(tokens_a))
                 if random_next
                 else actual_next
             )
@@ -225,11 +336,12 @@ class NextSentencePairs:
             return rng.randint(2, self.max_tokens)
         return self.max_tokens
 
-    def _random_segments(self, rng: random.Random, index: int, target: int) -> list[int]:
-        """Tokens from a random other document, from a random segment on, about `target` long."""
-        other = rng.randrange(len(self.documents) - 1)
-        other += other >= index  # never the document itself
-        segments = [segment for segment in self.documents[other][self.column] if segment]
+    def _random_segments(self, rng: random.Random, pool, own: int, target: int) -> list[int]:
+        """Tokens from a random document of `pool` other than the one at `own`, from a random
+        segment on, about `target` long."""
+        other = rng.randrange(len(pool) - 1)
+        other += other >= own  # never the document itself
+        segments = [segment for segment in pool[other] if segment]
         tokens = []
         for segment in segments[rng.randrange(len(segments)) :] if segments else []:
             tokens.extend(segment)
@@ -242,6 +354,19 @@ class NextSentencePairs:
         while len(tokens_a) + len(tokens_b) > self.max_tokens:
             longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
             del longer[0 if rng.random() < 0.5 else -1]
+
+
+class _Column:
+    """One column of a `Dataset`, read a row at a time (`dataset[column]` would read it whole)."""
+
+    def __init__(self, dataset, column: str):
+        self.dataset, self.column = dataset, column
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index][self.column]
 
 
 class WholeWordMaskCollator(DataCollatorForLanguageModeling):
@@ -377,22 +502,30 @@ def load_classification_data(
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     seed: int = 0,
-) -> tuple[Dataset, Dataset, dict]:
-    """A fine-tuning script's splits and labels: the training split (shuffled and cut to
-    `max_train_samples`), the validation split (cut to `max_eval_samples`), and the label fields for
-    `from_pretrained` (`num_labels`, `id2label`, `label2id`; label values as strings, sorted)."""
-    train, validation = load_table(train_file), load_table(validation_file)
-    if max_train_samples is not None:
-        train = train.shuffle(seed=seed).select(range(min(max_train_samples, len(train))))
-    if max_eval_samples is not None:
-        validation = validation.select(range(min(max_eval_samples, len(validation))))
-    names = sorted({str(value) for value in train[label_column]})
+    test_file: str | None = None,
+    max_predict_samples: int | None = None,
+) -> tuple[dict[str, Dataset], dict]:
+    """A fine-tuning script's splits and labels: {"train": the training split (shuffled and cut to
+    `max_train_samples`), "validation": the validation split (cut to `max_eval_samples`), "test":
+    the `test_file` split if given (cut to `max_predict_samples`; its labels may be missing, as
+    GLUE's are)}, and the label fields for `from_pretrained` (`num_labels`, `id2label`,
+    `label2id`: the training split's label values as strings, sorted)."""
+    splits = {"train": load_table(train_file), "validation": load_table(validation_file)}
+    if test_file is not None:
+        splits["test"] = load_table(test_file)
+    names = sorted({str(value) for value in splits["train"][label_column]})
+    splits["train"] = splits["train"].shuffle(seed=seed)
+    limits = {"train": max_train_samples, "validation": max_eval_samples}
+    limits["test"] = max_predict_samples
+    for split, limit in limits.items():
+        if split in splits and limit is not None:
+            splits[split] = splits[split].select(range(min(limit, len(splits[split]))))
     labels = {
         "num_labels": len(names),
         "id2label": dict(enumerate(names)),
         "label2id": {name: i for i, name in enumerate(names)},
     }
-    return train, validation, labels
+    return splits, labels
 
 
 # --------------------------------------------------------------------------------------------------
@@ -499,7 +632,8 @@ class TranslationDataArguments:
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "e.g. de-en"})
     max_train_samples: int | None = field(default=None)
-    max_eval_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None, metadata={"help": "validation pairs kept"})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "test pairs kept"})
 
     def describe(self) -> tuple[str, str | None]:
         """The training data in words, for the model card, and its hub id if it has one."""
@@ -521,7 +655,8 @@ def load_translation_data(arguments: TranslationDataArguments, seed: int = 0) ->
     with a "translation" dict), `data_dir` (line-aligned files per language, the layout of
     Multi30k and most MT corpora), `train_file` (+ `validation_file`, `test_file`), else the
     built-in date task (`date_translation_pairs`). The training split is shuffled with `seed` and
-    cut to `max_train_samples`; evaluation splits are cut to `max_eval_samples`."""
+    cut to `max_train_samples`; the validation and test splits to `max_eval_samples` and
+    `max_predict_samples`."""
     source_lang, target_lang = arguments.source_lang, arguments.target_lang
     if arguments.dataset_name is not None:
         hub = load_dataset(arguments.dataset_name, arguments.dataset_config_name)
@@ -564,8 +699,11 @@ def load_translation_data(arguments: TranslationDataArguments, seed: int = 0) ->
         raise ValueError("no validation split: give --validation_file or --validation_prefix")
     datasets = DatasetDict({split: Dataset.from_dict(pairs) for split, pairs in splits.items()})
     datasets["train"] = datasets["train"].shuffle(seed=seed)
-    limits = {"train": arguments.max_train_samples}
-    limits.update({split: arguments.max_eval_samples for split in ("validation", "test")})
+    limits = {
+        "train": arguments.max_train_samples,
+        "validation": arguments.max_eval_samples,
+        "test": arguments.max_predict_samples,
+    }
     for split, limit in limits.items():
         if split in datasets and limit is not None:
             datasets[split] = datasets[split].select(range(min(limit, len(datasets[split]))))

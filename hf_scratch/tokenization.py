@@ -4,6 +4,7 @@ library."""
 from collections.abc import Iterable, Sized
 
 from tokenizers import (
+    Regex,
     Tokenizer,
     decoders,
     models,
@@ -44,6 +45,30 @@ def train_byte_level_bpe(
         eos_token=END_OF_TEXT,
         pad_token=END_OF_TEXT,
         unk_token=END_OF_TEXT,
+    )
+
+
+UNKNOWN_CHARACTER = "<unk>"
+
+
+def train_characters(texts: Iterable[str]) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer, as nanoGPT's Shakespeare model uses: one token per character
+    seen in `texts`, numbered in code-point order from 0 (65 for Tiny Shakespeare), then
+    <|endoftext|> (bos, eos and padding) and <unk> (a character never seen). Decoding joins the
+    characters, so text made of seen characters round-trips exactly."""
+    characters = sorted(set().union(*map(set, texts)))
+    vocabulary = {character: i for i, character in enumerate(characters)}
+    vocabulary.update({END_OF_TEXT: len(characters), UNKNOWN_CHARACTER: len(characters) + 1})
+    tokenizer = Tokenizer(models.WordLevel(vocabulary, unk_token=UNKNOWN_CHARACTER))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tokenizer.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=END_OF_TEXT,
+        eos_token=END_OF_TEXT,
+        pad_token=END_OF_TEXT,
+        unk_token=UNKNOWN_CHARACTER,
+        clean_up_tokenization_spaces=False,
     )
 
 

@@ -1,5 +1,8 @@
 import atexit
+import contextlib
 import functools
+import importlib.util
+import io
 import os
 import shutil
 import site
@@ -8,6 +11,8 @@ import sys
 import tempfile
 import textwrap
 import venv
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -172,6 +177,63 @@ def run_example(script: str, *args: str, cwd: Path) -> subprocess.CompletedProce
         timeout=900,
     )
     return _checked(result)
+
+
+def example_script(name: str):
+    """examples/<name>.py as a module, to call its `main(argv)` in the test's process: a fresh
+    process per run would spend most of its time importing torch and transformers."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# A small GPT that pretrain_gpt.py trains in a few seconds: 1 layer, hidden 32, blocks of 32 tokens.
+TINY_GPT_RUN = [
+    "--config_overrides",
+    "num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64",
+    "--tokenizer_vocab_size", "300",
+    "--block_size", "32",
+    "--per_device_train_batch_size", "8",
+    "--per_device_eval_batch_size", "16",
+    "--disable_tqdm", "true",
+]  # fmt: skip
+
+
+@dataclass
+class ScriptRun:
+    output_dir: Path
+    metrics: dict
+    stdout: str
+    warnings: list[str]
+
+
+@pytest.fixture(scope="session")
+def pretrained_gpt(tmp_path_factory) -> ScriptRun:
+    """pretrain_gpt.py on the embedded corpus, in this process, with its default stages (train,
+    then evaluate): 320 blocks, one epoch of 40 steps at a high learning rate, one sample. The
+    GPT tests that need a trained folder (fine-tuning, evaluation alone, what a run writes) share
+    it."""
+    output_dir = tmp_path_factory.mktemp("gpt-pretraining") / "run"
+    stdout = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(stdout):
+        warnings.simplefilter("always")
+        metrics = example_script("pretrain_gpt").main(
+            [
+                *TINY_GPT_RUN,
+                "--output_dir", str(output_dir),
+                "--max_train_samples", "320",
+                "--max_eval_samples", "48",
+                "--num_train_epochs", "1",
+                "--learning_rate", "3e-3",
+                "--warmup_steps", "5",
+                "--logging_steps", "5",
+                "--save_strategy", "no",
+                "--num_samples", "1",
+                "--max_new_tokens", "8",
+            ]
+        )  # fmt: skip
+    return ScriptRun(output_dir, metrics, stdout.getvalue(), [str(w.message) for w in caught])
 
 
 def _checked(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

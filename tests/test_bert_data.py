@@ -116,6 +116,26 @@ def test_next_sentence_pairs_follow_the_recipe():
     assert min(map(len, built["input_ids"])) < 30  # the short-sequence option is used
 
 
+def test_streamed_next_sentence_pairs_take_notnext_from_the_same_batch():
+    documents = _documents()
+    pairs = NextSentencePairs(None, CLS, SEP, max_seq_length=48, seed=3)  # a stream's mode
+    built = list(
+        documents.to_iterable_dataset().map(
+            pairs, batched=True, batch_size=5, with_indices=True, remove_columns=["segments"]
+        )
+    )
+    assert 0.4 < sum(pair["next_sentence_label"] for pair in built) / len(built) < 0.6
+    for pair in built:
+        input_ids = pair["input_ids"]
+        first_sep = input_ids.index(SEP)
+        document_a = {t // 1000 for t in input_ids[1:first_sep]}.pop()
+        document_b = {t // 1000 for t in input_ids[first_sep + 1 : -1]}.pop()
+        if pair["next_sentence_label"] == 0:
+            assert document_a == document_b
+        else:  # another document of the same batch of 5
+            assert document_a != document_b and (document_a - 1) // 5 == (document_b - 1) // 5
+
+
 def test_next_sentence_pairs_are_deterministic_across_batches_and_processes():
     documents = _documents()
     pairs = NextSentencePairs(documents, CLS, SEP, max_seq_length=32, seed=1)

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,43 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUF
 # --------------------------------------------------------------------------------------------------
 
 
-def _start(script: str, arguments: list[str], log: Path) -> subprocess.Popen:
-    """Start examples/<script> in a new process, in `log`'s folder; its output goes to `log` (a
-    file, so that the process never blocks on a full pipe)."""
+# Runs an example script in this process, after making every Trainer it builds kill the process
+# with SIGKILL as soon as its checkpoint at step KILL_STEP is complete (the Trainer calls `on_save`
+# after writing the weights, optimizer, scheduler, RNG and trainer states): a fault at an exact
+# point, whatever the machine's speed.
+KILLED_AFTER_CHECKPOINT = """
+import os, runpy, signal, sys
+from transformers import Trainer, TrainerCallback
+
+class KillAfterCheckpoint(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == int(os.environ["KILL_STEP"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+build = Trainer.__init__
+def __init__(self, *args, **kwargs):
+    build(self, *args, **kwargs)
+    self.add_callback(KillAfterCheckpoint())
+Trainer.__init__ = __init__
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _start(
+    script: str, arguments: list[str], log: Path, kill_step: int | None = None
+) -> subprocess.Popen:
+    """Start examples/<script> in a new process, in `log`'s folder, killed right after its
+    checkpoint at `kill_step` if given; its output goes to `log` (a file, so that the process never
+    blocks on a full pipe)."""
+    command = [str(ROOT / "examples" / script), *arguments]
+    if kill_step is not None:
+        command = ["-c", KILLED_AFTER_CHECKPOINT, *command]
     with open(log, "w") as output:
         return subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / script), *arguments],
+            [sys.executable, *command],
             cwd=log.parent,
-            env=ENV,
+            env={**ENV, "KILL_STEP": str(kill_step)},
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -49,51 +77,24 @@ def _log_tail(log: Path) -> str:
     return log.read_text(errors="replace")[-4000:]
 
 
-def _finished(process: subprocess.Popen, log: Path, timeout: float = 600) -> None:
-    returncode = process.wait(timeout=timeout)
+def _finished(process: subprocess.Popen, log: Path, timeout: float = 1800) -> None:
+    returncode = process.wait(timeout=timeout)  # a hang guard only
     assert returncode == 0, f"exit {returncode}\n{_log_tail(log)}"
 
 
-def _checkpoint_complete(checkpoint: Path, step: int) -> bool:
-    """The Trainer writes trainer_state.json last, after the weights, the optimizer and scheduler
-    states and the RNG states: once it parses and names the step, the checkpoint is complete."""
-    try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    files = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth")
-    return state.get("global_step") == step and all((checkpoint / f).is_file() for f in files)
-
-
-def _kill_after_checkpoint(
+def _killed_after_checkpoint(
     process: subprocess.Popen, output_dir: Path, log: Path, step: int, max_steps: int
 ) -> Path:
-    """SIGKILL the run as soon as its checkpoint at `step` is complete, and check that the kill
-    landed before the run ended (training had not reached `max_steps`, nothing final was saved):
-    if the run finished first, the test fails rather than passing without a fault."""
+    """Wait for the run started with `kill_step=step` to die, and check that it died of the kill,
+    right after its checkpoint at `step` and before anything final was saved."""
+    returncode = process.wait(timeout=1800)  # a hang guard only
+    assert returncode == -signal.SIGKILL, f"the run was not killed (exit {returncode})\n" + (
+        _log_tail(log)
+    )
     checkpoint = output_dir / f"checkpoint-{step}"
-    deadline = time.monotonic() + 600
-    try:
-        while not _checkpoint_complete(checkpoint, step):
-            if process.poll() is not None:
-                pytest.fail(
-                    f"the run ended (exit {process.returncode}) before its checkpoint at step "
-                    f"{step} was complete\n{_log_tail(log)}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"no checkpoint at step {step} after 600 s\n{_log_tail(log)}")
-            time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        if process.poll() is None:
-            process.kill()  # by its pid, the process started above
-        process.wait()
-    assert process.returncode == -signal.SIGKILL, (
-        f"the run was not killed (exit {process.returncode}): it ended before the kill landed"
-    )
-    assert not (output_dir / f"checkpoint-{max_steps}").exists(), (
-        "the kill landed after training had finished: give the run more steps after the checkpoint"
-    )
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["global_step"] == step
+    assert not (output_dir / f"checkpoint-{max_steps}").exists()
     assert not (output_dir / "trainer_state.json").exists()
     return checkpoint
 
@@ -133,8 +134,10 @@ def _assert_kill_and_resume_loses_nothing(
     logs = {name: tmp_path / f"{name}.log" for name in ("reference", "killed", "resumed")}
     reference = _start(script, [*arguments, "--output_dir", str(reference_dir)], logs["reference"])
     try:
-        killed = _start(script, [*arguments, "--output_dir", str(killed_dir)], logs["killed"])
-        checkpoint = _kill_after_checkpoint(
+        killed = _start(
+            script, [*arguments, "--output_dir", str(killed_dir)], logs["killed"], save_steps
+        )
+        checkpoint = _killed_after_checkpoint(
             killed, killed_dir, logs["killed"], save_steps, max_steps
         )
         resumed = _start(
@@ -193,8 +196,8 @@ def test_gpt_pretraining_killed_and_resumed_ends_as_if_never_interrupted(tmp_pat
             "--warmup_steps", "10",
             "--num_samples", "0",
         ],
-        save_steps=200,
-        max_steps=380,
+        save_steps=20,
+        max_steps=36,
     )  # fmt: skip
 
 
@@ -216,8 +219,8 @@ def test_bert_pretraining_killed_and_resumed_ends_as_if_never_interrupted(tmp_pa
             "--per_device_train_batch_size", "64",
             "--warmup_steps", "10",
         ],
-        save_steps=150,
-        max_steps=280,
+        save_steps=15,
+        max_steps=28,
     )  # fmt: skip
 
 
@@ -235,6 +238,7 @@ def test_translation_killed_and_resumed_ends_as_if_never_interrupted(tmp_path):
             "--tokenizer_vocab_size", "200",
             "--max_train_samples", "320",
             "--max_eval_samples", "16",
+            "--max_predict_samples", "16",
             "--per_device_train_batch_size", "16",
             "--max_source_length", "24",
             "--max_target_length", "16",
@@ -242,8 +246,8 @@ def test_translation_killed_and_resumed_ends_as_if_never_interrupted(tmp_path):
             "--num_samples", "0",
             "--warmup_steps", "10",
         ],
-        save_steps=110,
-        max_steps=210,
+        save_steps=30,
+        max_steps=50,
     )  # fmt: skip
 
 
@@ -267,13 +271,13 @@ def test_a_resumed_run_takes_the_tokenizer_of_its_checkpoint(tmp_path, word_toke
     # could give other token ids than the checkpoint's weights were trained with.
     arguments = _training_arguments(tmp_path / "elsewhere", resume_from_checkpoint=str(checkpoint))
     tokenizer = load_or_train_tokenizer(
-        None, arguments, lambda: pytest.fail("the tokenizer was trained again")
+        None, arguments, lambda: ["text"], lambda texts: pytest.fail("the tokenizer was trained")
     )
     assert tokenizer.get_vocab() == word_tokenizer.get_vocab()
 
 
 def test_a_run_killed_while_saving_its_tokenizer_leaves_none_half_written(tmp_path, word_tokenizer):
-    from hf_scratch.training import load_or_train_tokenizer
+    from hf_scratch.training import TOKENIZER_RECORD, load_or_train_tokenizer
 
     class KilledWhileSaving:
         def save_pretrained(self, folder):
@@ -283,11 +287,16 @@ def test_a_run_killed_while_saving_its_tokenizer_leaves_none_half_written(tmp_pa
 
     arguments = _training_arguments(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        load_or_train_tokenizer(None, arguments, KilledWhileSaving)
-    assert not (tmp_path / "tokenizer").exists()  # the next run does not take it for a tokenizer
-    tokenizer = load_or_train_tokenizer(None, arguments, lambda: word_tokenizer)
+        load_or_train_tokenizer(
+            None, arguments, lambda: ["text"], lambda texts: KilledWhileSaving()
+        )
+    assert not (tmp_path / "tokenizer.json").exists()  # the next run does not take it for one
+    assert not (tmp_path / TOKENIZER_RECORD).exists()
+    tokenizer = load_or_train_tokenizer(
+        None, arguments, lambda: ["text"], lambda texts: word_tokenizer
+    )
     assert tokenizer.get_vocab() == word_tokenizer.get_vocab()
-    assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()
+    assert (tmp_path / "tokenizer.json").is_file() and (tmp_path / TOKENIZER_RECORD).is_file()
 
 
 @pytest.mark.slow
