@@ -44,22 +44,33 @@ def test_every_readme_command_names_the_test_that_runs_it():
 
 @pytest.mark.slow
 def test_main_job_runs_as_written_and_learns(tmp_path):
-    """The README's main job, exactly as written after its install step, in a fresh folder."""
+    """The README's main job as written after its install step, in a fresh folder and process,
+    cut to 60 of its 424 steps (the whole run takes minutes; the README gives its numbers): it
+    learns, prints its samples, and writes the model, the plots and the model card, with nothing
+    installed but the README's install (matplotlib is a dependency) and no warning about pinned
+    memory on a CPU-only machine."""
     script = readme_commands()[0].split(" && ")[-1].split()
     assert script[:2] == ["python", "examples/pretrain_gpt.py"]
     result = subprocess.run(
-        [sys.executable, str(ROOT / script[1]), *script[2:]],
+        [sys.executable, str(ROOT / script[1]), *script[2:], "--max_steps", "60"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=3600,  # a hang guard only
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-5000:]
     perplexity = float(re.search(r"perplexity\s+=\s+([\d.]+)", result.stdout)[1])
-    assert perplexity < 150  # uniform over the 4096-token vocabulary would be 4096
+    assert perplexity < 1000  # uniform over the 4096-token vocabulary would be 4096
     assert result.stdout.count("--- ") == 3
-    assert (tmp_path / "outputs" / "gpt-pydoc" / "model.safetensors").exists()
+    assert "pin_memory" not in result.stderr and "skipped" not in result.stdout
+    output_dir = tmp_path / "outputs" / "gpt-pydoc"
+    assert (output_dir / "model.safetensors").exists()
+    for picture in ("training_curves", "attention_self_attention_causal"):
+        assert (output_dir / "plots" / f"{picture}.png").read_bytes().startswith(b"\x89PNG")
+    card = (output_dir / "README.md").read_text()
+    assert "GPT, a decoder-only language model" in card and "| perplexity |" in card
+    assert "(plots/training_curves.png)" in card
 
 
 @pytest.mark.slow
