@@ -20,8 +20,9 @@ class ScratchTransformerConfig(PreTrainedConfig):
         vocab_size: the (shared) vocabulary; with `share_embeddings=False` the source vocabulary.
         decoder_vocab_size: the target vocabulary when `share_embeddings=False` (None =
             `vocab_size`).
-        share_embeddings: one embedding matrix for source and target tokens (a shared vocabulary,
-            §3.4). The output projection is tied to the target embedding by `tie_word_embeddings`.
+        share_embeddings: one vocabulary for source and target tokens (§3.4); with
+            `tie_word_embeddings`, one matrix for the source and target embeddings and the output
+            projection.
         max_position_embeddings: positions in the sinusoid table, the longest source or target.
         hidden_size: d_model (base 512, big 1024).
         encoder_layers: N of the encoder (6). decoder_layers: N of the decoder (6).
@@ -41,7 +42,9 @@ class ScratchTransformerConfig(PreTrainedConfig):
             each stack (an option for training deep models, never the default).
         init_std: std of the N(0, std) token embeddings; None = d_model^-0.5, so that the embeddings
             scaled by sqrt(d_model) have unit variance. Linear weights are Xavier-uniform.
-        tie_word_embeddings: tie the output projection to the target token embedding.
+        tie_word_embeddings: tie the output projection to the target token embedding (and, with
+            `share_embeddings`, both embeddings to each other). False unties every matrix, as in
+            transformers' Marian: three matrices over one vocabulary.
         decoder_start_token_id: the first decoder input (Marian: the pad token).
     """
 
@@ -110,11 +113,6 @@ class ScratchTransformerConfig(PreTrainedConfig):
             )
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
-        if self.share_embeddings and not self.tie_word_embeddings:
-            raise ValueError(
-                "share_embeddings=True shares the source, target and output matrices (§3.4) and "
-                "needs tie_word_embeddings=True"
-            )
         if self.share_embeddings and self.decoder_vocab_size != self.vocab_size:
             raise ValueError(
                 f"share_embeddings needs one vocabulary, but vocab_size is {self.vocab_size} and "

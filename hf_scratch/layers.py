@@ -133,11 +133,10 @@ class SinusoidalPositionEmbedding(nn.Module):
         self.num_positions = num_positions
         self.embedding_dim = embedding_dim
         self.interleaved = interleaved
-        self.register_buffer(
-            "weight",
-            sinusoidal_position_table(num_positions, embedding_dim, interleaved),
-            persistent=False,
-        )
+        # In the default dtype, as parameters are made: a model built or loaded in half precision
+        # (`from_pretrained(..., dtype=torch.bfloat16)`) adds its positions in that precision.
+        table = sinusoidal_position_table(num_positions, embedding_dim, interleaved)
+        self.register_buffer("weight", table.to(torch.get_default_dtype()), persistent=False)
 
     def reset_table(self) -> torch.Tensor:
         """The table this module should hold, for `init.copy_(module.weight,
@@ -315,11 +314,14 @@ def run_blocks(
     for block in blocks:
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
+        # The tensors go positionally: under gradient checkpointing only positional arguments are
+        # the checkpoint's inputs, and with `use_reentrant=True` a tensor passed by keyword (the
+        # encoder output) would be backpropagated through once per block instead of once.
         hidden_states, attn_weights, cross_attn_weights = block(
             hidden_states,
-            attention_mask=attention_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
+            attention_mask,
+            encoder_hidden_states,
+            encoder_attention_mask,
             cache=cache,
             output_attentions=output_attentions,
         )

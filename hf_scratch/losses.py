@@ -125,15 +125,20 @@ def cross_entropy(
 
 def causal_lm_loss(
     logits: torch.Tensor,
-    labels: torch.Tensor,
+    labels: torch.Tensor | None = None,
     *,
+    shift_labels: torch.Tensor | None = None,
     ignore_index: int = -100,
     num_items_in_batch: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L1 = -sum_i log P(u_i | u_<i) (GPT, §3.1), mean over predicted tokens: the logits at position
     i predict the label at position i + 1. The labels are shifted (with an ignored last position)
-    rather than the logits, which would copy the largest tensor of the model."""
-    shifted_labels = torch.nn.functional.pad(labels[..., 1:], (0, 1), value=ignore_index)  # (B, T)
+    rather than the logits, which would copy the largest tensor of the model. `shift_labels`,
+    transformers' name for labels already shifted (position i holds the token i predicts, as
+    packing and context-parallel collators give them), are used as they are instead."""
+    shifted_labels = shift_labels
+    if shifted_labels is None:
+        shifted_labels = torch.nn.functional.pad(labels[..., 1:], (0, 1), value=ignore_index)
     return cross_entropy(
         logits, shifted_labels, ignore_index=ignore_index, num_items_in_batch=num_items_in_batch
     )

@@ -42,6 +42,7 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .attention import make_attention_mask
 from .configuration_gpt import ScratchGPTConfig
@@ -126,6 +127,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -206,6 +208,7 @@ class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, ScratchGenerationMixin):
         self.post_init()
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -219,10 +222,14 @@ class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, ScratchGenerationMixin):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        shift_labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         r"""labels (B, T): usually the input ids; positions set to -100 are not predicted. The loss
         is the mean of -log P(u_i | u_<i), the logits at position i predicting the label at i + 1.
+        shift_labels (B, T): labels already shifted, position i holding the token position i
+        predicts (transformers' convention for packed sequences and context parallelism); used
+        instead of `labels`.
         logits_to_keep: project only the last n positions to the vocabulary (`generate()` passes
         1)."""
         outputs = self.transformer(
@@ -244,9 +251,12 @@ class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, ScratchGenerationMixin):
             hidden_states = hidden_states[:, logits_to_keep]
         logits = self.lm_head(hidden_states)  # (B, T, V)
         loss = None
-        if labels is not None:
+        if labels is not None or shift_labels is not None:
             loss = causal_lm_loss(
-                logits, labels, num_items_in_batch=kwargs.get("num_items_in_batch")
+                logits,
+                labels,
+                shift_labels=shift_labels,
+                num_items_in_batch=kwargs.get("num_items_in_batch"),
             )
         return CausalLMOutputWithPast(
             loss=loss,

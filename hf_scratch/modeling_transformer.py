@@ -46,6 +46,7 @@ from transformers.modeling_outputs import (
     Seq2SeqModelOutput,
 )
 from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .attention import make_attention_mask
 from .configuration_transformer import ScratchTransformerConfig
@@ -203,6 +204,7 @@ class ScratchTransformerDecoder(_TransformerStack):
         super().__init__(config, config.decoder_vocab_size, config.decoder_layers, is_decoder=True)
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -328,6 +330,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         return encoder_outputs, decoder_outputs
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -417,6 +420,11 @@ class ScratchTransformerForConditionalGeneration(
         if self.config.share_embeddings:
             size = self.config.vocab_size
             self.config.decoder_vocab_size = size
+            decoder = self.model.decoder
+            if decoder.embed_tokens.num_embeddings != size:  # untied: a matrix of its own
+                decoder.embed_tokens = self._get_resized_embeddings(
+                    decoder.embed_tokens, size, mean_resizing=mean_resizing
+                )
             if self.final_logits_bias is not None:
                 bias = self.final_logits_bias.new_zeros(1, size)
                 kept = min(size, self.final_logits_bias.shape[-1])
@@ -463,6 +471,7 @@ class ScratchTransformerForConditionalGeneration(
         return shift_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,

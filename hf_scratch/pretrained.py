@@ -19,9 +19,11 @@ from .packing import packed_weights
 _LOCATION_ARGUMENTS = ("subfolder", "revision", "cache_dir", "local_files_only", "token")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded as it is: a corrupt file, the wrong model type, or tensors
-    the model needs and the file lacks."""
+class CheckpointError(ValueError, RuntimeError):
+    """A checkpoint that cannot be loaded as it is: a corrupt file, the wrong model type, tensors
+    the model needs and the file lacks, or tensors of another shape. A `ValueError` (bad input)
+    and a `RuntimeError`, which is what transformers raises for a shape mismatch and what code
+    written for it catches."""
 
 
 def _module_name(cls: type) -> str:

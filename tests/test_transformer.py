@@ -64,7 +64,6 @@ def source_batch(batch_size: int = 3, length: int = 9, vocab: int = VOCAB):
         (dict(hidden_size=9, num_attention_heads=3), "even hidden_size, got 9"),
         (dict(sinusoid_layout="stacked"), "sinusoid_layout must be one of"),
         (dict(label_smoothing=1.0), r"label_smoothing must lie in \[0, 1\), got 1.0"),
-        (dict(tie_word_embeddings=False), "needs tie_word_embeddings=True"),
         (dict(decoder_vocab_size=70), "vocab_size is 61 and decoder_vocab_size 70"),
         (dict(decoder_layers=0), "decoder_layers must be positive, got 0"),
     ],

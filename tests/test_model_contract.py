@@ -1,0 +1,226 @@
+"""transformers' model contract, where users and libraries rely on it: the old name of the cache
+argument, pre-shifted labels, loading in half precision, reentrant gradient checkpointing, untied
+embeddings that survive a reload, and a shape mismatch at load time catchable as transformers'
+`RuntimeError`."""
+
+import pytest
+import torch
+from conftest import tiny_bert_config, tiny_gpt_config, tiny_transformer_config
+
+from hf_scratch import (
+    ScratchBertForMaskedLM,
+    ScratchBertForMultipleChoice,
+    ScratchBertForPreTraining,
+    ScratchBertForQuestionAnswering,
+    ScratchBertForSequenceClassification,
+    ScratchBertForTokenClassification,
+    ScratchGPTForMultipleChoice,
+    ScratchGPTForSequenceClassification,
+    ScratchGPTLMHeadModel,
+    ScratchTransformerForConditionalGeneration,
+)
+
+# --------------------------------------------------------------------------------------------------
+# past_key_values, the cache argument's old name
+# --------------------------------------------------------------------------------------------------
+
+
+def test_gpt_accepts_the_old_cache_name_with_a_deprecation_warning():
+    model = ScratchGPTLMHeadModel(tiny_gpt_config()).eval()
+    input_ids = torch.randint(1, 101, (2, 9))
+    with torch.no_grad():
+        full = model(input_ids).logits
+        prefix = model(input_ids[:, :6], use_cache=True)
+        with pytest.warns(FutureWarning, match="past_key_values"):
+            rest = model(input_ids[:, 6:], past_key_values=prefix.cache, use_cache=True)
+    torch.testing.assert_close(rest.logits, full[:, 6:], rtol=1e-5, atol=1e-5)
+    assert rest.cache.get_seq_length() == 9
+
+
+def test_transformer_accepts_the_old_cache_name_with_a_deprecation_warning():
+    model = ScratchTransformerForConditionalGeneration(tiny_transformer_config()).eval()
+    source = torch.randint(3, 61, (2, 7))
+    target = torch.randint(3, 61, (2, 6))
+    with torch.no_grad():
+        full = model(input_ids=source, decoder_input_ids=target).logits
+        prefix = model(input_ids=source, decoder_input_ids=target[:, :4], use_cache=True)
+        with pytest.warns(FutureWarning, match="past_key_values"):
+            rest = model(
+                encoder_outputs=(prefix.encoder_last_hidden_state,),
+                decoder_input_ids=target[:, 4:],
+                past_key_values=prefix.cache,
+                use_cache=True,
+            )
+    torch.testing.assert_close(rest.logits, full[:, 4:], rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# shift_labels
+# --------------------------------------------------------------------------------------------------
+
+
+def test_gpt_loss_reads_pre_shifted_labels():
+    model = ScratchGPTLMHeadModel(tiny_gpt_config()).eval()
+    input_ids = torch.randint(1, 101, (2, 8))
+    # A packed batch's collator shifts itself: position i holds the token position i predicts,
+    # with -100 where a sequence ends.
+    shift_labels = torch.randint(1, 101, (2, 8))
+    shift_labels[0, 3] = shift_labels[:, -1] = -100
+    with torch.no_grad():
+        logits = model(input_ids).logits
+        loss = model(input_ids, shift_labels=shift_labels).loss
+        from_labels = model(input_ids, labels=input_ids).loss
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), shift_labels.flatten())
+    torch.testing.assert_close(loss, expected)
+    assert not torch.isclose(loss, from_labels)
+    # the same targets given unshifted give the same loss
+    unshifted = torch.nn.functional.pad(shift_labels[:, :-1], (1, 0), value=7)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids, labels=unshifted).loss, loss)
+
+
+# --------------------------------------------------------------------------------------------------
+# Half precision
+# --------------------------------------------------------------------------------------------------
+
+# bfloat16 keeps 8 bits of mantissa, float16 11: outputs of these tiny models stay within 4% (bf16)
+# and 0.5% (fp16) of the largest float32 output, while a wrong computation is off by its whole size.
+HALF_TOLERANCE = {torch.bfloat16: 0.04, torch.float16: 0.005}
+
+
+def _half_inputs(family: str) -> dict:
+    generator = torch.Generator().manual_seed(1)
+    if family == "transformer":
+        return {
+            "input_ids": torch.randint(3, 61, (2, 7), generator=generator),
+            "decoder_input_ids": torch.randint(3, 61, (2, 5), generator=generator),
+        }
+    vocabulary = 101 if family == "gpt" else 99
+    return {"input_ids": torch.randint(5, vocabulary, (2, 9), generator=generator)}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize(
+    ("family", "model_class", "make_config"),
+    [
+        ("gpt", ScratchGPTLMHeadModel, tiny_gpt_config),
+        ("bert", ScratchBertForMaskedLM, tiny_bert_config),
+        ("transformer", ScratchTransformerForConditionalGeneration, tiny_transformer_config),
+    ],
+)
+def test_loading_in_half_precision_gives_the_float32_outputs(
+    tmp_path, family, model_class, make_config, dtype
+):
+    model = model_class(make_config()).eval()
+    model.save_pretrained(tmp_path)
+    half = model_class.from_pretrained(tmp_path, dtype=dtype).eval()
+    assert {tensor.dtype for tensor in half.state_dict().values()} == {dtype}
+    inputs = _half_inputs(family)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        logits = half(**inputs).logits
+    assert logits.dtype == dtype
+    error = (logits.float() - expected).abs().max() / expected.abs().max()
+    assert error < HALF_TOLERANCE[dtype], f"{error:.4f}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Reentrant gradient checkpointing
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reentrant", [True, False], ids=["reentrant", "non-reentrant"])
+@pytest.mark.parametrize(
+    ("family", "model_class", "make_config"),
+    [
+        ("gpt", ScratchGPTLMHeadModel, tiny_gpt_config),
+        ("bert", ScratchBertForMaskedLM, tiny_bert_config),
+        ("transformer", ScratchTransformerForConditionalGeneration, tiny_transformer_config),
+    ],
+)
+def test_checkpointed_gradients_equal_plain_ones(family, model_class, make_config, reentrant):
+    model = model_class(make_config()).train()
+    inputs = _half_inputs(family)
+    labels = inputs.get("decoder_input_ids", inputs["input_ids"])
+
+    def gradients() -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        model(**inputs, labels=labels).loss.backward()
+        return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+
+    expected = gradients()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    checkpointed = gradients()
+    assert checkpointed.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(checkpointed[name], value, msg=name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Untied embeddings
+# --------------------------------------------------------------------------------------------------
+
+
+def test_an_untied_transformer_saves_and_reloads_three_matrices(tmp_path):
+    model = ScratchTransformerForConditionalGeneration(
+        tiny_transformer_config(tie_word_embeddings=False)
+    ).eval()
+    matrices = {
+        "source": lambda m: m.model.encoder.embed_tokens.weight,
+        "target": lambda m: m.model.decoder.embed_tokens.weight,
+        "output": lambda m: m.lm_head.weight,
+    }
+    pointers = {matrix(model).data_ptr() for matrix in matrices.values()}
+    assert len(pointers) == 3  # three matrices, over one vocabulary
+    with torch.no_grad():
+        model.lm_head.weight.mul_(2)  # make them differ, as training would
+    model.save_pretrained(tmp_path)
+    loaded = ScratchTransformerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert loaded.config.share_embeddings and not loaded.config.tie_word_embeddings
+    for name, matrix in matrices.items():
+        assert torch.equal(matrix(loaded), matrix(model)), name
+    inputs = _half_inputs("transformer")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
+    # resizing keeps the three apart and the same size
+    loaded.resize_token_embeddings(70)
+    assert {tuple(matrix(loaded).shape) for matrix in matrices.values()} == {(70, 32)}
+
+
+# --------------------------------------------------------------------------------------------------
+# A head of another shape
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model_class", "make_config", "setting"),
+    [
+        (ScratchGPTForSequenceClassification, tiny_gpt_config, "num_labels"),
+        (ScratchGPTForMultipleChoice, tiny_gpt_config, "vocab_size"),
+        (ScratchGPTLMHeadModel, tiny_gpt_config, "vocab_size"),
+        (ScratchBertForSequenceClassification, tiny_bert_config, "num_labels"),
+        (ScratchBertForTokenClassification, tiny_bert_config, "num_labels"),
+        (ScratchBertForQuestionAnswering, tiny_bert_config, "vocab_size"),
+        (ScratchBertForMultipleChoice, tiny_bert_config, "vocab_size"),
+        (ScratchBertForMaskedLM, tiny_bert_config, "vocab_size"),
+        (ScratchBertForPreTraining, tiny_bert_config, "vocab_size"),
+        (ScratchTransformerForConditionalGeneration, tiny_transformer_config, "vocab_size"),
+    ],
+)
+def test_a_shape_mismatch_is_a_runtime_error_naming_shapes_and_flag(
+    tmp_path, model_class, make_config, setting
+):
+    config = make_config()
+    model_class(config).save_pretrained(tmp_path)
+    changed = {setting: getattr(config, setting) + 3}
+    if setting == "num_labels":
+        changed = {"num_labels": 5}
+    if model_class is ScratchTransformerForConditionalGeneration:  # one vocabulary, both sides
+        changed["decoder_vocab_size"] = changed["vocab_size"]
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes=True") as caught:
+        model_class.from_pretrained(tmp_path, **changed)
+    assert isinstance(caught.value, ValueError)  # our CheckpointError is both
+    message = str(caught.value)
+    assert message.count("(") >= 2, message  # both shapes
+    loaded = model_class.from_pretrained(tmp_path, ignore_mismatched_sizes=True, **changed)
+    assert getattr(loaded.config, setting) == changed[setting]
