@@ -76,9 +76,16 @@ def make_attention_mask(
     Returns None when nothing is padded: an attention module given no mask applies only its own
     causal structure, which lets SDPA pick its `is_causal` kernel instead of reading a mask. Models
     call this once per forward and hand the result to every layer.
+
+    A 4-D `attention_mask` (B or 1, 1, T, S) is a custom mask, used as it is (no causal mask
+    added), as transformers uses one: packed sequences, tree attention. It is boolean (True = may
+    attend) or, as transformers' additive masks are, floating point: 0 where a query may attend and
+    a large negative number (or -inf) where it may not.
     """
     if attention_mask is None:
         return None
+    if attention_mask.dim() == 4:
+        return _custom_mask(attention_mask, batch_size, query_length, key_length)
     if attention_mask.shape != (batch_size, key_length):
         raise ValueError(
             f"attention_mask has shape {tuple(attention_mask.shape)}, expected "
@@ -91,6 +98,31 @@ def make_attention_mask(
     if causal:
         mask = mask & causal_mask(query_length, key_length, keep.device)  # (B, 1, T, S)
     return mask
+
+
+def _custom_mask(
+    attention_mask: torch.Tensor, batch_size: int, query_length: int, key_length: int
+) -> torch.Tensor:
+    """A 4-D `attention_mask` as this module's boolean mask, its shape and values checked."""
+    batch, heads, queries, keys = attention_mask.shape
+    if batch not in (1, batch_size) or heads != 1 or (queries, keys) != (query_length, key_length):
+        raise ValueError(
+            f"a 4-D attention_mask must have shape (batch_size or 1, 1, query_length, "
+            f"key_length) = ({batch_size}, 1, {query_length}, {key_length}), got "
+            f"{tuple(attention_mask.shape)}"
+        )
+    if not attention_mask.is_floating_point():
+        return attention_mask.bool()
+    keep = attention_mask == 0
+    if not torch.compiler.is_compiling():
+        blocked = attention_mask[~keep]
+        if (blocked > torch.finfo(attention_mask.dtype).min / 2).any():
+            raise ValueError(
+                "a floating-point 4-D attention_mask is additive: 0 where a query may attend, a "
+                "large negative number or -inf where it may not; other values (biases) are not "
+                "supported"
+            )
+    return keep
 
 
 # --------------------------------------------------------------------------------------------------

@@ -303,6 +303,12 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         over the target and z. Shared by this model's forward and the translation head's, which
         builds its own output instead of unpacking this model's (one output object less per
         decoding step)."""
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise ValueError(
+                f"attention_mask is the source's padding mask (batch_size, source_length), got "
+                f"shape {tuple(attention_mask.shape)}: the cross-attention reads it too. A custom "
+                "4-D mask goes to the decoder's self-attention as decoder_attention_mask"
+            )
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids,

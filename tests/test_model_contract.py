@@ -224,3 +224,82 @@ def test_a_shape_mismatch_is_a_runtime_error_naming_shapes_and_flag(
     assert message.count("(") >= 2, message  # both shapes
     loaded = model_class.from_pretrained(tmp_path, ignore_mismatched_sizes=True, **changed)
     assert getattr(loaded.config, setting) == changed[setting]
+
+
+# --------------------------------------------------------------------------------------------------
+# Custom 4-D attention masks
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_4d(attention_mask: torch.Tensor, causal: bool, additive: bool) -> torch.Tensor:
+    """The (B, 1, T, S) mask a 2-D padding mask stands for, boolean or additive."""
+    keep = attention_mask.bool()[:, None, None, :].expand(-1, 1, attention_mask.shape[1], -1)
+    if causal:
+        keep = keep & torch.ones(keep.shape[-2:], dtype=torch.bool).tril()
+    if not additive:
+        return keep
+    return torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)
+
+
+@pytest.mark.parametrize("additive", [False, True], ids=["boolean", "additive"])
+@pytest.mark.parametrize(
+    ("family", "model_class", "make_config"),
+    [
+        ("gpt", ScratchGPTLMHeadModel, tiny_gpt_config),
+        ("bert", ScratchBertForMaskedLM, tiny_bert_config),
+        ("transformer", ScratchTransformerForConditionalGeneration, tiny_transformer_config),
+    ],
+)
+def test_a_4d_mask_gives_the_outputs_of_the_2d_mask_it_stands_for(
+    family, model_class, make_config, additive
+):
+    model = model_class(make_config()).eval()
+    inputs = _half_inputs(family)
+    # the Transformer's custom mask is the decoder's; its attention_mask stays the source padding
+    name = "decoder_attention_mask" if family == "transformer" else "attention_mask"
+    padded = inputs["decoder_input_ids" if family == "transformer" else "input_ids"]
+    padding = torch.ones_like(padded)
+    padding[1, -2:] = 0  # the second sequence is right-padded
+    with torch.no_grad():
+        expected = model(**inputs, **{name: padding}).logits
+        custom = _as_4d(padding, causal=family != "bert", additive=additive)
+        logits = model(**inputs, **{name: custom}).logits
+    real = padding.bool()
+    torch.testing.assert_close(logits[real], expected[real], rtol=1e-5, atol=1e-5)
+
+
+def test_a_block_diagonal_4d_mask_keeps_packed_sequences_apart():
+    """Two sequences packed in one row with a block-diagonal causal mask (and restarting positions)
+    give each sequence's own logits."""
+    model = ScratchGPTLMHeadModel(tiny_gpt_config()).eval()
+    first, second = torch.randint(1, 101, (1, 5)), torch.randint(1, 101, (1, 4))
+    packed = torch.cat([first, second], dim=1)
+    block = torch.zeros(9, 9, dtype=torch.bool)
+    block[:5, :5] = block[5:, 5:] = True
+    mask = (block & torch.ones(9, 9, dtype=torch.bool).tril())[None, None]
+    position_ids = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3]])
+    with torch.no_grad():
+        logits = model(packed, attention_mask=mask, position_ids=position_ids).logits
+        torch.testing.assert_close(logits[:, :5], model(first).logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logits[:, 5:], model(second).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_the_transformers_source_mask_must_be_2d():
+    model = ScratchTransformerForConditionalGeneration(tiny_transformer_config()).eval()
+    inputs = _half_inputs("transformer")
+    with pytest.raises(ValueError, match="A custom 4-D mask goes to the decoder"):
+        model(**inputs, attention_mask=torch.ones(2, 1, 7, 7, dtype=torch.bool))
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        (torch.ones(2, 1, 9, 8, dtype=torch.bool), r"shape \(batch_size or 1, 1, .*\(2, 1, 9, 9\)"),
+        (torch.ones(3, 1, 9, 9, dtype=torch.bool), r"got \(3, 1, 9, 9\)"),
+        (torch.full((2, 1, 9, 9), -2.0), "additive: 0 where a query may attend"),
+    ],
+)
+def test_a_bad_4d_mask_is_refused(mask, message):
+    model = ScratchGPTLMHeadModel(tiny_gpt_config()).eval()
+    with pytest.raises(ValueError, match=message):
+        model(torch.randint(1, 101, (2, 9)), attention_mask=mask)
