@@ -10,8 +10,10 @@ MFU counts the FLOPs each model does: with sparse prediction ours projects only 
   (4 layers, hidden 256, 4 heads, sequence 128, batch 8) and at BERT-base size (batch 8), with
   sparse MLM prediction on and off.
 - Inference forward (the encoder and both heads, no labels) at both sizes.
-- A batch with 50% padding (half of each row padded), against the same tokens packed unpadded,
-  to show what padding costs.
+- A batch with 50% padding (half of each row padded), against the same real tokens padding-free
+  (one row, positions restarting at each sequence, as `DataCollatorWithFlattening` packs them) and
+  packed into a rectangle without padding (the ideal), to show what padding costs and what
+  padding-free batches save.
 
 `--smoke` checks that it runs: every section once, in one process, at the tiny sizes of `TINY`
 (the "BERT-base" rows then measure a tiny stand-in); the numbers mean nothing.
@@ -143,24 +145,45 @@ def bench_inference(label: str, sizes: dict, repeats: int) -> list[list]:
     return [throughput_row(f"inference, {label}", inputs["input_ids"].numel(), times)]
 
 
+def padding_free(padded: dict) -> dict:
+    """The real tokens of a padded batch as one row, each sequence after the other with its
+    positions restarting at 0 and no attention mask: what transformers' `DataCollatorWithFlattening`
+    gives, and what the model turns into a block-diagonal mask (`packed_sequence_mask`)."""
+    keep = padded["attention_mask"].bool()
+    flat = {key: padded[key][keep][None] for key in ("input_ids", "token_type_ids", "labels")}
+    lengths = keep.sum(-1).tolist()
+    flat["position_ids"] = torch.cat([torch.arange(n) for n in lengths])[
+        None
+    ]  # (1, sum of lengths)
+    return flat
+
+
 def bench_padding(repeats: int) -> list[list]:
-    """The same real tokens as a half-padded batch (8 x 128) and packed (8 x 64): how much the
-    padding costs ours (the reference pays alike)."""
+    """The same real tokens as a half-padded batch (8 x 128), padding-free (1 x 512, positions
+    restarting) and packed (8 x 64): how much the padding costs ours (the reference pays alike),
+    and how much of it padding-free batches save. MLM loss only: a padding-free row pools one
+    [CLS], so next-sentence prediction has no per-sequence output there."""
     size = chosen_sizes()
     ours, _ = pair(size.small, sparse=True)
     padded = pretraining_batch(ours.config.vocab_size, padded=True)
+    del padded["next_sentence_label"]
     half = size.length // 2
-    packed = {key: value[:, :half] if value.dim() == 2 else value for key, value in padded.items()}
+    batches = {
+        "padded": padded,
+        "padding-free": padding_free(padded),
+        "packed": {key: value[:, :half] for key, value in padded.items()},
+    }
     times = interleaved_medians(
-        {"padded": training_step(ours, padded), "packed": training_step(ours, packed)},
+        {name: training_step(ours, batch) for name, batch in batches.items()},
         repeats=repeats,
         warmup=1,
     )
     real_tokens = int(padded["attention_mask"].sum())
     return [
-        [name, real_tokens / times[name], times[name] * 1e3, times[name] / times["packed"]]
-        for name in ("padded", "packed")
-    ]
+        [f"{name} {tuple(batch['input_ids'].shape)}", real_tokens / times[name],
+         times[name] * 1e3, times[name] / times["packed"]]
+        for name, batch in batches.items()
+    ]  # fmt: skip
 
 
 def main() -> None:
@@ -189,7 +212,8 @@ def main() -> None:
     print("tokens/s; ratio = ours/reference")
     print_table(COMPARISON_HEADER, [row for section in rows.values() for row in section])
     print(
-        "\nours, small config, one pre-training step on the same real tokens, half-padded or packed"
+        "\nours, small config, one MLM pre-training step on the same real tokens: half-padded, "
+        "padding-free, packed"
     )
     print_table(["batch", "real tokens/s", "ms per step", "time / packed"], padding)
 
