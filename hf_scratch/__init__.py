@@ -17,6 +17,7 @@ from .attention import (
     causal_mask,
     make_attention_mask,
     masked_softmax,
+    packed_sequence_mask,
     padding_mask,
 )
 from .configuration_bert import ScratchBertConfig
@@ -99,6 +100,7 @@ __all__ = [
     "causal_mask",
     "make_attention_mask",
     "masked_softmax",
+    "packed_sequence_mask",
     "padding_mask",
     "sinusoidal_position_table",
 ]

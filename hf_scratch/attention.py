@@ -100,6 +100,28 @@ def make_attention_mask(
     return mask
 
 
+def packed_sequence_mask(position_ids: torch.Tensor, causal: bool) -> torch.Tensor | None:
+    """The mask of several sequences packed into each row without padding, as transformers'
+    `DataCollatorWithFlattening` packs them: each sequence's positions restart (0, 1, 2, ...), and a
+    token attends only to the tokens of its own sequence (and, `causal`, not to later ones). So a
+    packed batch computes what the padded batch would, without computing the padding.
+
+    A new sequence starts wherever a position is not its predecessor's plus one, as transformers
+    finds them (`masking_utils.find_packed_sequence_indices`). Returns (B, 1, T, T), or None when no
+    row holds more than one sequence (in eager mode only: deciding that reads the tensor, which a
+    compiled graph must not branch on).
+    """
+    previous = torch.cat([position_ids[:, :1] - 1, position_ids[:, :-1]], dim=-1)
+    sequence = (position_ids != previous + 1).cumsum(-1)  # index of each token's sequence: (B, T)
+    if not torch.compiler.is_compiling() and not sequence[:, -1].any():
+        return None
+    mask = sequence[:, None, :, None] == sequence[:, None, None, :]  # (B, 1, T, T)
+    if causal:
+        T = position_ids.shape[-1]
+        mask = mask & causal_mask(T, T, position_ids.device)
+    return mask
+
+
 def _custom_mask(
     attention_mask: torch.Tensor, batch_size: int, query_length: int, key_length: int
 ) -> torch.Tensor:

@@ -12,6 +12,7 @@ papers, True = pre-LN as in GPT-2).
 """
 
 import math
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -289,6 +290,21 @@ class TransformerBlock(GradientCheckpointingLayer):
         return hidden_states, self_attn_weights, cross_attn_weights
 
 
+def hidden_state_selection(
+    output_hidden_states: bool | int | Sequence[int] | None, count: int
+) -> set[int] | None:
+    """Which of a stack's `count` hidden states to return, as transformers 5 reads
+    `output_hidden_states`: all of them (True), none (False or None: returns None), or those
+    indexed (an int or a list of ints; negative ones count from the end, out-of-range ones select
+    nothing)."""
+    if output_hidden_states is None or isinstance(output_hidden_states, bool):
+        return set(range(count)) if output_hidden_states else None
+    indices = (
+        [output_hidden_states] if isinstance(output_hidden_states, int) else output_hidden_states
+    )
+    return {index % count for index in indices if -count <= index < count}
+
+
 def run_blocks(
     blocks: nn.ModuleList,
     hidden_states: torch.Tensor,
@@ -299,21 +315,27 @@ def run_blocks(
     cache: Cache | None = None,
     final_norm: nn.Module | None = None,
     output_attentions: bool = False,
-    output_hidden_states: bool = False,
+    output_hidden_states: bool | int | Sequence[int] = False,
 ) -> tuple[torch.Tensor, tuple | None, tuple | None, tuple | None]:
     """h_l = block_l(h_{l-1}) through the stack, then the final LayerNorm if the layout has one.
 
     Returns the last hidden states (B, T, C) and, when asked, the hidden states (the input of every
-    block, then the final output: L + 1 of them), every block's self-attention weights and, in a
+    block, then the final output: L + 1 of them; with an index or a list of indices as
+    `output_hidden_states`, the others are None), every block's self-attention weights and, in a
     decoder that attends to an encoder, every block's cross-attention weights, as Hugging Face's
     `output_hidden_states` / `output_attentions` define them.
     """
-    all_hidden_states = () if output_hidden_states else None
+    selected = hidden_state_selection(output_hidden_states, len(blocks) + 1)
+    all_hidden_states = [] if selected is not None else None
+
+    def record(state: torch.Tensor) -> None:
+        if all_hidden_states is not None:
+            all_hidden_states.append(state if len(all_hidden_states) in selected else None)
+
     all_attentions = () if output_attentions else None
     all_cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
     for block in blocks:
-        if output_hidden_states:
-            all_hidden_states += (hidden_states,)
+        record(hidden_states)
         # The tensors go positionally: under gradient checkpointing only positional arguments are
         # the checkpoint's inputs, and with `use_reentrant=True` a tensor passed by keyword (the
         # encoder output) would be backpropagated through once per block instead of once.
@@ -331,8 +353,9 @@ def run_blocks(
             all_cross_attentions += (cross_attn_weights,)
     if final_norm is not None:
         hidden_states = final_norm(hidden_states)
-    if output_hidden_states:
-        all_hidden_states += (hidden_states,)
+    record(hidden_states)
+    if all_hidden_states is not None:
+        all_hidden_states = tuple(all_hidden_states)
     return hidden_states, all_hidden_states, all_attentions, all_cross_attentions
 
 

@@ -39,7 +39,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import ModelOutput, can_return_tuple
 
-from .attention import make_attention_mask
+from .attention import make_attention_mask, packed_sequence_mask
 from .configuration_bert import ScratchBertConfig
 from .layers import (
     Dropout,
@@ -180,7 +180,7 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         config = self.config
@@ -194,7 +194,12 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         B, T, _ = hidden_states.shape
-        mask = make_attention_mask(attention_mask, B, T, T, causal=False)
+        if attention_mask is None and position_ids is not None:
+            # Sequences packed without padding, positions restarting at each (padding-free
+            # training, `DataCollatorWithFlattening`): each attends within itself.
+            mask = packed_sequence_mask(position_ids.expand(B, -1), causal=False)
+        else:
+            mask = make_attention_mask(attention_mask, B, T, T, causal=False)
 
         hidden_states, all_hidden_states, all_attentions, _ = run_blocks(
             self.layers,
@@ -286,7 +291,7 @@ class ScratchBertForPreTraining(ScratchBertPreTrainedModel):
         labels: torch.LongTensor | None = None,
         next_sentence_label: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> ScratchBertForPreTrainingOutput:
         r"""labels (B, T): original token ids at the masked positions, -100 elsewhere.
@@ -344,7 +349,7 @@ class ScratchBertForMaskedLM(ScratchBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
         r"""labels (B, T): original token ids at the masked positions, -100 elsewhere. Under
@@ -390,7 +395,7 @@ class ScratchBertForNextSentencePrediction(ScratchBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> NextSentencePredictorOutput:
         outputs = self._encode(
@@ -430,7 +435,7 @@ class ScratchBertForSequenceClassification(ScratchBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
         outputs = self._encode(
@@ -470,7 +475,7 @@ class ScratchBertForTokenClassification(ScratchBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> TokenClassifierOutput:
         outputs = self._encode(
@@ -515,7 +520,7 @@ class ScratchBertForQuestionAnswering(ScratchBertPreTrainedModel):
         start_positions: torch.LongTensor | None = None,
         end_positions: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> QuestionAnsweringModelOutput:
         outputs = self._encode(
@@ -567,7 +572,7 @@ class ScratchBertForMultipleChoice(ScratchBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> MultipleChoiceModelOutput:
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]

@@ -44,7 +44,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.utils import ModelOutput, can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 
-from .attention import make_attention_mask
+from .attention import make_attention_mask, packed_sequence_mask
 from .configuration_gpt import ScratchGPTConfig
 from .layers import (
     Dropout,
@@ -138,7 +138,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         config = self.config
@@ -170,7 +170,12 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             check_index_range(token_type_ids, config.vocab_size, "token_type_ids")
             hidden_states = hidden_states + self.tokens_embed(token_type_ids)
         hidden_states = self.dropout(hidden_states)
-        mask = make_attention_mask(attention_mask, B, T, past_length + T, causal=True)
+        if attention_mask is None and position_ids is not None and past_length == 0:
+            # Sequences packed without padding, positions restarting at each (padding-free
+            # training, `DataCollatorWithFlattening`): each attends within itself.
+            mask = packed_sequence_mask(position_ids.expand(B, -1), causal=True)
+        else:
+            mask = make_attention_mask(attention_mask, B, T, past_length + T, causal=True)
 
         hidden_states, all_hidden_states, all_attentions, _ = run_blocks(
             self.layers,
@@ -220,16 +225,16 @@ class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, ScratchGenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        shift_labels: torch.LongTensor | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         r"""labels (B, T): usually the input ids; positions set to -100 are not predicted. The loss
         is the mean of -log P(u_i | u_<i), the logits at position i predicting the label at i + 1.
-        shift_labels (B, T): labels already shifted, position i holding the token position i
-        predicts (transformers' convention for packed sequences and context parallelism); used
-        instead of `labels`.
+        shift_labels (B, T), in `kwargs` (as in transformers: a named argument with "label" in its
+        name would become one of the Trainer's `label_names`): labels already shifted, position i
+        holding the token position i predicts (transformers' convention for packed sequences and
+        context parallelism); used instead of `labels`.
         logits_to_keep: project only the last n positions to the vocabulary (`generate()` passes
         1)."""
         outputs = self.transformer(
@@ -251,6 +256,7 @@ class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, ScratchGenerationMixin):
             hidden_states = hidden_states[:, logits_to_keep]
         logits = self.lm_head(hidden_states)  # (B, T, V)
         loss = None
+        shift_labels = kwargs.get("shift_labels")
         if labels is not None or shift_labels is not None:
             loss = causal_lm_loss(
                 logits,
@@ -395,7 +401,7 @@ class ScratchGPTForSequenceClassification(_ScratchGPTFineTuningModel):
         labels: torch.Tensor | None = None,
         extract_positions: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> ScratchGPTClassifierOutput:
         r"""extract_positions (B, [K]): where to read h_l^m; by default the last real token."""
@@ -449,7 +455,7 @@ class ScratchGPTForMultipleChoice(_ScratchGPTFineTuningModel):
         mc_token_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> ScratchGPTClassifierOutput:
         r"""mc_token_ids (B, K): the extract token of each choice; by default its last real

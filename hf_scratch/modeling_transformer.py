@@ -163,7 +163,7 @@ class ScratchTransformerEncoder(_TransformerStack):
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
     ) -> BaseModelOutput:
         output_attentions, output_hidden_states = self._output_flags(
             output_attentions, output_hidden_states
@@ -215,7 +215,7 @@ class ScratchTransformerDecoder(_TransformerStack):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         sequences_per_source: int = 1,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         config = self.config
@@ -349,7 +349,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         sequences_per_source: int = 1,
     ) -> Seq2SeqModelOutput:
         r"""attention_mask (B, S): 1 for source tokens, 0 for padding; it masks the keys of the
@@ -382,6 +382,20 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
         )
+
+
+def cross_attention_rows_per_hypothesis(cache: EncoderDecoderCache) -> None:
+    """Repeat each source's cross-attention keys and values once per hypothesis decoded from it
+    (rows i*k .. i*k + k - 1 for source i, `repeat_interleave`'s order), in place."""
+    for self_layer, cross_layer in zip(
+        cache.self_attention_cache.layers, cache.cross_attention_cache.layers, strict=True
+    ):
+        if not (self_layer.is_initialized and cross_layer.is_initialized):
+            continue
+        k = self_layer.keys.shape[0] // cross_layer.keys.shape[0]
+        if k > 1:
+            cross_layer.keys = cross_layer.keys.repeat_interleave(k, dim=0)
+            cross_layer.values = cross_layer.values.repeat_interleave(k, dim=0)
 
 
 class ScratchTransformerForConditionalGeneration(
@@ -464,6 +478,17 @@ class ScratchTransformerForConditionalGeneration(
         )
         return input_ids, model_kwargs
 
+    def generate(self, *args, **kwargs):
+        """transformers' `generate()`. Decoding reads one encoder output per source (see
+        `_expand_inputs_for_generation`); the cache it returns (`return_dict_in_generate=True`)
+        gets transformers' layout back, one row of cross-attention keys and values per decoded
+        sequence, so that code indexing it by hypothesis finds what it finds in Marian's."""
+        output = super().generate(*args, **kwargs)
+        cache = output.get("cache") if isinstance(output, dict) else None
+        if isinstance(cache, EncoderDecoderCache):
+            cross_attention_rows_per_hypothesis(cache)
+        return output
+
     def _reorder_cache(self, cache: EncoderDecoderCache, beam_idx: torch.Tensor):
         """Beam search continues beam i from beam `beam_idx[i]` (`generate()` calls this at every
         step): the decoder self-attention keys and values follow. The cross-attention ones hold one
@@ -491,7 +516,7 @@ class ScratchTransformerForConditionalGeneration(
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         sequences_per_source: int = 1,
         **kwargs,

@@ -179,6 +179,20 @@ def run_example(script: str, *args: str, cwd: Path) -> subprocess.CompletedProce
     return _checked(result)
 
 
+def assert_same_structure(ours, theirs, name: str) -> None:
+    """Equal values (to 1e-5) in the same nesting of tuples, None where the reference has None: two
+    models' `generate()` or forward outputs, field by field."""
+    if theirs is None or ours is None:
+        assert ours is None and theirs is None, name
+    elif torch.is_tensor(theirs):
+        assert ours.shape == theirs.shape, f"{name}: {tuple(ours.shape)} != {tuple(theirs.shape)}"
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5, msg=name)
+    else:
+        assert len(ours) == len(theirs), name
+        for index, (mine, reference) in enumerate(zip(ours, theirs, strict=True)):
+            assert_same_structure(mine, reference, f"{name}[{index}]")
+
+
 def example_script(name: str):
     """examples/<name>.py as a module, to call its `main(argv)` in the test's process: a fresh
     process per run would spend most of its time importing torch and transformers."""

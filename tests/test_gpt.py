@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import tiny_gpt_config
+from conftest import assert_same_structure, tiny_gpt_config
 from transformers import (
     AutoModelForCausalLM,
     GPT2Config,
@@ -227,6 +227,48 @@ def test_generation_matches_reference_token_for_token(layout, num_beams):
     expected = reference.generate(input_ids, attention_mask=attention_mask, **settings)
     generated = ours.generate(input_ids, attention_mask=attention_mask, **settings)
     assert torch.equal(generated, expected)
+
+
+def test_beam_search_outputs_are_gpt2s_in_shape_and_value():
+    """Every field of a beam search's dictionary output (scores, logits, beam indices, attentions,
+    hidden states, the cache) has GPT-2's shapes and values, same weights, left-padded prompts."""
+    reference = _reference(GPT2LMHeadModel, gpt2_config(), "eager")
+    ours = _ours_from(reference)
+    input_ids, attention_mask = _prompts()
+    settings = dict(
+        attention_mask=attention_mask,
+        num_beams=3,
+        num_return_sequences=2,
+        max_new_tokens=5,
+        pad_token_id=0,
+        return_dict_in_generate=True,
+        output_attentions=True,
+        output_hidden_states=True,
+        output_scores=True,
+        output_logits=True,
+    )
+    expected = reference.generate(input_ids, **settings)
+    output = ours.generate(input_ids, **settings)
+    assert set(output.keys()) == set(expected.keys())
+    # What a padded prompt position computes is meaningless (ours: a zero context where GPT-2
+    # averages the masked keys), so those are zeroed in both; everything else must agree.
+    padding = ~attention_mask.repeat_interleave(3, dim=0).bool()  # (B * beams, T)
+    for outputs in (output, expected):
+        for weights in outputs.attentions[0]:  # the prompt step: (B * beams, H, T, T)
+            weights[padding[:, None, :, None].expand_as(weights)] = 0
+        for states in outputs.hidden_states[0]:  # (B * beams, T, C)
+            states[padding] = 0
+        for layer in outputs.cache.layers:  # (B * beams, H, T + new, D)
+            for tensor in (layer.keys, layer.values):
+                prompt = tensor[:, :, : padding.shape[1]]
+                prompt[padding[:, None].expand(-1, tensor.shape[1], -1)] = 0
+    for name in expected.keys() - {"cache"}:
+        assert_same_structure(output[name], expected[name], name)
+    for index, (layer, reference_layer) in enumerate(
+        zip(output.cache.layers, expected.cache.layers, strict=True)
+    ):
+        assert_same_structure(layer.keys, reference_layer.keys, f"cache[{index}].keys")
+        assert_same_structure(layer.values, reference_layer.values, f"cache[{index}].values")
 
 
 @pytest.mark.parametrize("norm_first", [False, True])

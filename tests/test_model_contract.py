@@ -73,6 +73,10 @@ def test_gpt_loss_reads_pre_shifted_labels():
     expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), shift_labels.flatten())
     torch.testing.assert_close(loss, expected)
     assert not torch.isclose(loss, from_labels)
+    # a named argument would join the Trainer's label_names, and evaluation would find no labels
+    from transformers.utils import find_labels
+
+    assert find_labels(ScratchGPTLMHeadModel) == ["labels"]
     # the same targets given unshifted give the same loss
     unshifted = torch.nn.functional.pad(shift_labels[:, :-1], (1, 0), value=7)
     with torch.no_grad():
@@ -303,3 +307,118 @@ def test_a_bad_4d_mask_is_refused(mask, message):
     model = ScratchGPTLMHeadModel(tiny_gpt_config()).eval()
     with pytest.raises(ValueError, match=message):
         model(torch.randint(1, 101, (2, 9)), attention_mask=mask)
+
+
+# --------------------------------------------------------------------------------------------------
+# Padding-free batches: sequences packed in a row, positions restarting at each
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("family", "model_class", "make_config"),
+    [
+        ("gpt", ScratchGPTLMHeadModel, tiny_gpt_config),
+        ("bert", ScratchBertForMaskedLM, tiny_bert_config),
+    ],
+)
+def test_a_padding_free_batch_gives_the_padded_batchs_outputs_and_loss(
+    family, model_class, make_config
+):
+    from transformers import DataCollatorWithFlattening, DataCollatorWithPadding
+
+    model = model_class(make_config()).eval()
+    generator = torch.Generator().manual_seed(2)
+    lengths = (7, 3, 9, 5)
+    sequences = [torch.randint(5, 99, (n,), generator=generator).tolist() for n in lengths]
+    labels = [
+        [token if (i + j) % 3 == 0 else -100 for j, token in enumerate(sequence)]
+        for i, sequence in enumerate(sequences)
+    ]
+    packed = DataCollatorWithFlattening()(
+        [{"input_ids": s, "labels": label} for s, label in zip(sequences, labels, strict=True)]
+    )
+    assert packed["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in packed
+    padded = DataCollatorWithPadding(_PadOnly())([{"input_ids": s} for s in sequences])
+    padded_labels = torch.full(padded["input_ids"].shape, -100)
+    for row, label in enumerate(labels):
+        padded_labels[row, : len(label)] = torch.tensor(label)
+    padded_labels[:, 0] = -100  # the collator's separator: each sequence's first label
+    with torch.no_grad():
+        flat = model(**packed)
+        expected = model(**padded, labels=padded_labels)
+    real = padded["attention_mask"].bool()
+    torch.testing.assert_close(flat.logits[0], expected.logits[real], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(flat.loss, expected.loss, rtol=1e-5, atol=1e-6)
+
+
+class _PadOnly:
+    """The least a tokenizer must be for `DataCollatorWithPadding` to pad ids with 0."""
+
+    padding_side = "right"
+    pad_token_id = 0
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def pad(self, features, **kwargs):
+        longest = max(len(feature["input_ids"]) for feature in features)
+        ids = [f["input_ids"] + [0] * (longest - len(f["input_ids"])) for f in features]
+        mask = [[1] * len(f["input_ids"]) + [0] * (longest - len(f["input_ids"])) for f in features]
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+
+
+def test_unpacked_position_ids_keep_the_unmasked_fast_path():
+    """Explicit positions of one sequence per row are not a packed batch: no mask is made, and the
+    attention stays SDPA's causal kernel."""
+    from hf_scratch import packed_sequence_mask
+
+    assert packed_sequence_mask(torch.arange(6).expand(2, -1), causal=True) is None
+    mask = packed_sequence_mask(torch.tensor([[0, 1, 2, 0, 1], [0, 1, 2, 3, 4]]), causal=False)
+    expected_first = torch.tensor([[1, 1, 1, 0, 0]] * 3 + [[0, 0, 0, 1, 1]] * 2, dtype=torch.bool)
+    assert torch.equal(mask[0, 0], expected_first) and mask[1].all()
+
+
+# --------------------------------------------------------------------------------------------------
+# Selected hidden states
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("selection", [1, -1, [0, -1], [2, 7, -9]])
+def test_output_hidden_states_selects_layers_as_gpt2_does(selection):
+    """transformers 5 reads an int or a list of ints as indices of the hidden states to return
+    (negative from the end, out of range: nothing), the others None; same weights, same values."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from hf_scratch.convert import from_reference
+
+    reference = GPT2LMHeadModel(
+        GPT2Config(n_layer=3, n_embd=32, n_head=4, vocab_size=101, n_positions=48)
+    ).eval()
+    ours = from_reference(reference).eval()
+    input_ids = torch.randint(0, 101, (2, 6))
+    with torch.no_grad():
+        expected = reference(input_ids, output_hidden_states=selection).hidden_states
+        hidden_states = ours(input_ids, output_hidden_states=selection).hidden_states
+    assert [h is None for h in hidden_states] == [h is None for h in expected]
+    for state, reference_state in zip(hidden_states, expected, strict=True):
+        if state is not None:
+            torch.testing.assert_close(state, reference_state, rtol=1e-5, atol=1e-5)
+
+
+def test_every_family_returns_the_selected_hidden_states_of_a_full_run():
+    models = {
+        "bert": (ScratchBertForMaskedLM(tiny_bert_config()), "hidden_states"),
+        "transformer": (
+            ScratchTransformerForConditionalGeneration(tiny_transformer_config()),
+            "decoder_hidden_states",
+        ),
+    }
+    for family, (model, field) in models.items():
+        inputs = _half_inputs(family)
+        with torch.no_grad():
+            everything = getattr(model.eval()(**inputs, output_hidden_states=True), field)
+            selected = getattr(model(**inputs, output_hidden_states=[-1, 0]), field)
+        assert len(selected) == len(everything)
+        for index, state in enumerate(selected):
+            if index in (0, len(everything) - 1):
+                torch.testing.assert_close(state, everything[index])
+            else:
+                assert state is None, (family, index)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import (
     assert_accumulation_matches_one_large_batch,
+    assert_same_structure,
     copy_attention_into_torch,
     run_without_hf_scratch,
 )
@@ -410,21 +411,37 @@ def test_several_sequences_per_source_equal_repeated_sources(implementation):
         model(input_ids, decoder_input_ids=decoder_input_ids, sequences_per_source=3)
 
 
-def test_beam_search_keeps_one_encoder_output_per_source():
-    model = random_model()
+def test_beam_search_outputs_are_marians_in_shape_and_value():
+    """Decoding reads one encoder output per source, yet every output field, the returned cache
+    included, has Marian's shapes (one cross-attention row per hypothesis) and values."""
+    reference = random_marian(implementation="eager")
+    model = from_reference(reference).eval()
     input_ids, attention_mask = source_batch()
-    output = model.generate(
-        input_ids,
+    settings = dict(
         attention_mask=attention_mask,
         num_beams=4,
         num_return_sequences=2,
         max_new_tokens=6,
         return_dict_in_generate=True,
         output_attentions=True,
+        output_hidden_states=True,
+        output_scores=True,
+        output_logits=True,
     )
-    assert output.sequences.shape[0] == 6
-    assert output.encoder_attentions[0].shape[0] == 3
-    assert output.cache.cross_attention_cache.layers[0].keys.shape[0] == 3
+    expected, output = (
+        reference.generate(input_ids, **settings),
+        model.generate(input_ids, **settings),
+    )
+    assert set(output.keys()) == set(expected.keys())
+    for name in expected.keys() - {"cache"}:
+        assert_same_structure(output[name], expected[name], name)
+    for part in ("self_attention_cache", "cross_attention_cache"):
+        layers = getattr(output.cache, part).layers
+        expected_layers = getattr(expected.cache, part).layers
+        for index, (layer, reference_layer) in enumerate(zip(layers, expected_layers, strict=True)):
+            assert layer.keys.shape[0] == 12  # 3 sources x 4 beams
+            assert_same_structure(layer.keys, reference_layer.keys, f"{part}[{index}].keys")
+            assert_same_structure(layer.values, reference_layer.values, f"{part}[{index}].values")
 
 
 def test_source_padding_does_not_change_the_translation():
