@@ -42,10 +42,10 @@ from hf_scratch.data import (
     ExampleSeededWholeWordMaskCollator,
     MaskingEpochCallback,
     NextSentencePairs,
-    column_names,
     describe_sizes,
     load_corpus,
     map_rows,
+    map_splits,
     split_segments,
 )
 from hf_scratch.tokenization import train_wordpiece
@@ -155,21 +155,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             start += len(doc)
         return {"segments": grouped}
 
-    pairs = {}
+    workers = corpus_args.preprocessing_num_workers
     with training_args.main_process_first(desc="building sentence pairs"):
-        for split in stage_splits(training_args):
-            documents = map_rows(
-                raw[split],
-                tokenize_segments,
-                f"{split}: tokenizing documents",
-                corpus_args.preprocessing_num_workers,
-                remove_columns=column_names(raw[split]),
-            )
-            streamed = isinstance(documents, IterableDataset)
-            pairs[split] = map_rows(
+        tokenized = map_splits(
+            raw, stage_splits(training_args), tokenize_segments, "tokenizing documents", workers
+        )
+        pairs = {
+            split: map_rows(
                 documents,
                 NextSentencePairs(
-                    None if streamed else documents,  # a stream: random B from the same batch
+                    # a stream's documents cannot be looked up: random B from the same batch
+                    None if isinstance(documents, IterableDataset) else documents,
                     tokenizer.cls_token_id,
                     tokenizer.sep_token_id,
                     max_seq_length=data_args.max_seq_length,
@@ -177,10 +173,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     seed=training_args.seed,
                 ),
                 f"{split}: next-sentence pairs",
-                corpus_args.preprocessing_num_workers,
+                workers,
                 with_indices=True,
                 remove_columns=["segments"],
             )
+            for split, documents in tokenized.items()
+        }
     pairs = corpus_args.limit(pairs)
     print(f"{describe_sizes(pairs)} sentence pairs")
 

@@ -39,11 +39,11 @@ from transformers import (
 import hf_scratch  # noqa: F401  (registers the hf_scratch model types with the Auto classes)
 from hf_scratch.data import (
     CorpusArguments,
-    column_names,
     describe_sizes,
     group_texts,
     load_corpus,
     map_rows,
+    map_splits,
 )
 from hf_scratch.tokenization import train_byte_level_bpe, train_characters
 from hf_scratch.training import (
@@ -135,23 +135,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     def tokenize(batch):
         return tokenizer([text + end for text in batch[column]])
 
-    blocks = {}
+    workers = corpus_args.preprocessing_num_workers
     with training_args.main_process_first(desc="tokenizing and grouping"):
-        for split in stage_splits(training_args):
-            tokenized = map_rows(
-                raw[split],
-                tokenize,
-                f"{split}: tokenizing",
-                corpus_args.preprocessing_num_workers,
-                remove_columns=column_names(raw[split]),
-            )
-            blocks[split] = map_rows(
-                tokenized,
+        tokenized = map_splits(raw, stage_splits(training_args), tokenize, "tokenizing", workers)
+        blocks = {
+            split: map_rows(
+                rows,
                 group_texts,
                 f"{split}: blocks of {data_args.block_size} tokens",
-                corpus_args.preprocessing_num_workers,
+                workers,
                 fn_kwargs={"block_size": data_args.block_size},
             )
+            for split, rows in tokenized.items()
+        }
     blocks = corpus_args.limit(blocks)
     print(
         f"{describe_sizes(blocks)} blocks of {data_args.block_size} tokens; model with "

@@ -188,6 +188,23 @@ def map_rows(rows, function: Callable, description: str, num_proc: int | None = 
     return rows.map(function, batched=True, num_proc=num_proc, desc=description, **kwargs)
 
 
+def map_splits(
+    datasets, splits: list[str], function: Callable, description: str, num_proc: int | None = None
+) -> dict:
+    """{split: `map_rows` of `datasets[split]`} for each of `splits`, the function's columns
+    replacing the split's own."""
+    return {
+        split: map_rows(
+            datasets[split],
+            function,
+            f"{split}: {description}",
+            num_proc,
+            remove_columns=column_names(datasets[split]),
+        )
+        for split in splits
+    }
+
+
 def column_names(rows) -> list[str]:
     """The columns of a dataset; a stream that does not declare its features is asked for its
     first row."""
