@@ -179,6 +179,16 @@ def run_example(script: str, *args: str, cwd: Path) -> subprocess.CompletedProce
     return _checked(result)
 
 
+# generate() settings that return every output field: scores, logits, attentions, hidden states.
+EVERY_GENERATE_OUTPUT = dict(
+    return_dict_in_generate=True,
+    output_attentions=True,
+    output_hidden_states=True,
+    output_scores=True,
+    output_logits=True,
+)
+
+
 def assert_same_structure(ours, theirs, name: str) -> None:
     """Equal values (to 1e-5) in the same nesting of tuples, None where the reference has None: two
     models' `generate()` or forward outputs, field by field."""

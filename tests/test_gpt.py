@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import assert_same_structure, tiny_gpt_config
+from conftest import EVERY_GENERATE_OUTPUT, assert_same_structure, tiny_gpt_config
 from transformers import (
     AutoModelForCausalLM,
     GPT2Config,
@@ -241,11 +241,7 @@ def test_beam_search_outputs_are_gpt2s_in_shape_and_value():
         num_return_sequences=2,
         max_new_tokens=5,
         pad_token_id=0,
-        return_dict_in_generate=True,
-        output_attentions=True,
-        output_hidden_states=True,
-        output_scores=True,
-        output_logits=True,
+        **EVERY_GENERATE_OUTPUT,
     )
     expected = reference.generate(input_ids, **settings)
     output = ours.generate(input_ids, **settings)

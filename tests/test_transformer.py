@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
+    EVERY_GENERATE_OUTPUT,
     assert_accumulation_matches_one_large_batch,
     assert_same_structure,
     copy_attention_into_torch,
@@ -422,11 +423,7 @@ def test_beam_search_outputs_are_marians_in_shape_and_value():
         num_beams=4,
         num_return_sequences=2,
         max_new_tokens=6,
-        return_dict_in_generate=True,
-        output_attentions=True,
-        output_hidden_states=True,
-        output_scores=True,
-        output_logits=True,
+        **EVERY_GENERATE_OUTPUT,
     )
     expected, output = (
         reference.generate(input_ids, **settings),
