@@ -153,7 +153,9 @@ def test_checkpointed_gradients_equal_plain_ones(family, model_class, make_confi
         return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
 
     expected = gradients()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    model.activation_checkpointing_enable(
+        activation_checkpointing_kwargs={"use_reentrant": reentrant}
+    )
     checkpointed = gradients()
     assert checkpointed.keys() == expected.keys()
     for name, value in expected.items():
