@@ -92,7 +92,9 @@ def make_attention_mask(
             f"(batch_size, key_length) = ({batch_size}, {key_length})"
         )
     keep = attention_mask.bool()
-    if keep.all():
+    # Nothing padded: no mask, so that SDPA can use its causal kernel. Deciding so reads the mask's
+    # values, which a compiled graph must not branch on: there the mask is always applied.
+    if not torch.compiler.is_compiling() and keep.all():
         return None
     mask = padding_mask(keep)  # (B, 1, 1, S)
     if causal:

@@ -66,9 +66,10 @@ def check_index_range(ids: torch.Tensor, limit: int, name: str) -> None:
     """Raise a ValueError naming `name` and `limit` unless every id lies in [0, limit).
 
     An out-of-range id would otherwise fail deep inside an embedding lookup (or read garbage on some
-    devices).
+    devices). The check reads the ids' values, so it runs in eager mode only: a compiled or
+    exported graph must not branch on data.
     """
-    if ids.numel() == 0:
+    if ids.numel() == 0 or torch.compiler.is_compiling():
         return
     smallest, largest = (int(extreme) for extreme in torch.aminmax(ids))
     if smallest < 0 or largest >= limit:

@@ -1,0 +1,54 @@
+"""The forward pass traces into one graph: no check that reads tensor values runs under
+`torch.compile`, while eager calls keep their clear errors. (`backend="eager"` checks the tracing,
+which is what graph breaks come from, without compiling kernels.)"""
+
+import pytest
+import torch
+from conftest import tiny_bert_config, tiny_gpt_config, tiny_transformer_config
+
+from hf_scratch import (
+    ScratchBertForMaskedLM,
+    ScratchGPTLMHeadModel,
+    ScratchTransformerForConditionalGeneration,
+)
+
+CASES = {
+    "gpt": (ScratchGPTLMHeadModel, tiny_gpt_config, {"input_ids": (1, 101, (2, 9))}),
+    "bert": (ScratchBertForMaskedLM, tiny_bert_config, {"input_ids": (5, 99, (2, 9))}),
+    "transformer": (
+        ScratchTransformerForConditionalGeneration,
+        tiny_transformer_config,
+        {"input_ids": (3, 61, (2, 7)), "decoder_input_ids": (3, 61, (2, 5))},
+    ),
+}
+
+
+def _inputs(family: str) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    return {
+        name: torch.randint(low, high, shape, generator=generator)
+        for name, (low, high, shape) in CASES[family][2].items()
+    }
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+@pytest.mark.parametrize("family", list(CASES))
+def test_inference_forward_compiles_to_one_graph_with_eagers_outputs(family, padded):
+    torch._dynamo.reset()
+    model_class, make_config, _ = CASES[family]
+    model = model_class(make_config()).eval()
+    inputs = _inputs(family)
+    mask = torch.ones_like(inputs["input_ids"])
+    if padded:
+        mask[1, -3:] = 0
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        expected = model(**inputs, attention_mask=mask).logits
+        logits = compiled(**inputs, attention_mask=mask).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_eager_calls_still_check_ids():
+    model = ScratchGPTLMHeadModel(tiny_gpt_config()).eval()
+    with pytest.raises(ValueError, match=r"input_ids contains 101, outside the valid range"):
+        model(torch.tensor([[1, 2, 101]]))
