@@ -10,14 +10,18 @@ from conftest import tiny_bert_config, tiny_gpt_config, tiny_transformer_config
 from hf_scratch import (
     ScratchBertForMaskedLM,
     ScratchBertForMultipleChoice,
+    ScratchBertForNextSentencePrediction,
     ScratchBertForPreTraining,
     ScratchBertForQuestionAnswering,
     ScratchBertForSequenceClassification,
     ScratchBertForTokenClassification,
+    ScratchBertModel,
     ScratchGPTForMultipleChoice,
     ScratchGPTForSequenceClassification,
     ScratchGPTLMHeadModel,
+    ScratchGPTModel,
     ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -210,6 +214,10 @@ def test_an_untied_transformer_saves_and_reloads_three_matrices(tmp_path):
         (ScratchBertForMultipleChoice, tiny_bert_config, "vocab_size"),
         (ScratchBertForMaskedLM, tiny_bert_config, "vocab_size"),
         (ScratchBertForPreTraining, tiny_bert_config, "vocab_size"),
+        (ScratchBertForNextSentencePrediction, tiny_bert_config, "vocab_size"),
+        (ScratchBertModel, tiny_bert_config, "vocab_size"),
+        (ScratchGPTModel, tiny_gpt_config, "vocab_size"),
+        (ScratchTransformerModel, tiny_transformer_config, "vocab_size"),
         (ScratchTransformerForConditionalGeneration, tiny_transformer_config, "vocab_size"),
     ],
 )
@@ -221,7 +229,7 @@ def test_a_shape_mismatch_is_a_runtime_error_naming_shapes_and_flag(
     changed = {setting: getattr(config, setting) + 3}
     if setting == "num_labels":
         changed = {"num_labels": 5}
-    if model_class is ScratchTransformerForConditionalGeneration:  # one vocabulary, both sides
+    if make_config is tiny_transformer_config:  # one vocabulary, both sides
         changed["decoder_vocab_size"] = changed["vocab_size"]
     with pytest.raises(RuntimeError, match="ignore_mismatched_sizes=True") as caught:
         model_class.from_pretrained(tmp_path, **changed)
