@@ -115,7 +115,18 @@ def cross_entropy(
     """
     flat_logits = logits.reshape(-1, logits.shape[-1])  # (N, V), a view when logits are contiguous
     flat_labels = labels.reshape(-1).to(flat_logits.device)
-    total = _CrossEntropySum.apply(flat_logits, flat_labels, ignore_index, label_smoothing)
+    if torch.compiler.is_compiling():
+        # The compiler fuses the plain formula itself, and cannot trace the row selection below
+        # (how many rows carry a label is data).
+        total = torch.nn.functional.cross_entropy(
+            flat_logits.float(),
+            flat_labels,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            reduction="sum",
+        )
+    else:
+        total = _CrossEntropySum.apply(flat_logits, flat_labels, ignore_index, label_smoothing)
     if num_items_in_batch is None:
         num_items_in_batch = (flat_labels != ignore_index).sum().clamp(min=1)
     elif isinstance(num_items_in_batch, torch.Tensor):

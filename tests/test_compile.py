@@ -52,3 +52,28 @@ def test_eager_calls_still_check_ids():
     model = ScratchGPTLMHeadModel(tiny_gpt_config()).eval()
     with pytest.raises(ValueError, match=r"input_ids contains 101, outside the valid range"):
         model(torch.tensor([[1, 2, 101]]))
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_a_training_step_compiles_to_one_graph_with_eagers_loss_and_gradients(family):
+    """Forward with labels and backward, traced whole (`aot_eager`: the autograd graph too). The
+    loss then takes the plain cross-entropy formula, whose row count is not data."""
+    torch._dynamo.reset()
+    model_class, make_config, _ = CASES[family]
+    overrides = {"sparse_prediction": True} if family == "bert" else {}
+    model = model_class(make_config(**overrides)).train()
+    inputs = _inputs(family)
+    labels = inputs.get("decoder_input_ids", inputs["input_ids"]).clone()
+    labels[:, ::2] = -100  # some positions unlabelled, as padding or MLM leave them
+
+    def step(forward) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        loss = forward(**inputs, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    expected_loss, expected = step(model)
+    loss, gradients = step(torch.compile(model, fullgraph=True, backend="aot_eager"))
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
+    for name, gradient in expected.items():
+        torch.testing.assert_close(gradients[name], gradient, rtol=1e-5, atol=1e-6, msg=name)
