@@ -4,7 +4,7 @@ which is what graph breaks come from, without compiling kernels.)"""
 
 import pytest
 import torch
-from conftest import tiny_bert_config, tiny_gpt_config, tiny_transformer_config
+from conftest import plain_sgd_arguments, tiny_bert_config, tiny_gpt_config, tiny_transformer_config
 
 from hf_scratch import (
     ScratchBertForMaskedLM,
@@ -77,3 +77,31 @@ def test_a_training_step_compiles_to_one_graph_with_eagers_loss_and_gradients(fa
     torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
     for name, gradient in expected.items():
         torch.testing.assert_close(gradients[name], gradient, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_trainer_torch_compile_trains_as_eager(tmp_path):
+    """`--torch_compile` (here with the `aot_eager` backend, no kernel generation): the same
+    per-step losses and final weights as the uncompiled Trainer."""
+    from transformers import Trainer
+
+    generator = torch.Generator().manual_seed(0)
+    rows = [torch.randint(1, 101, (12,), generator=generator) for _ in range(8)]
+    dataset = [{"input_ids": row, "labels": row} for row in rows]
+    initial = ScratchGPTLMHeadModel(tiny_gpt_config()).state_dict()
+    runs = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        model = ScratchGPTLMHeadModel(tiny_gpt_config())
+        model.load_state_dict(initial)
+        settings = {"torch_compile": True, "torch_compile_backend": "aot_eager"} if compiled else {}
+        arguments = plain_sgd_arguments(
+            tmp_path / str(compiled), 4, 1, max_steps=3, logging_steps=1, **settings
+        )
+        trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
+        trainer.train()
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        runs[compiled] = losses, model.state_dict()
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-5)
+    for name, value in runs[False][1].items():
+        torch.testing.assert_close(runs[True][1][name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.equal(runs[True][1]["lm_head.weight"], initial["lm_head.weight"])
