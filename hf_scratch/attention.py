@@ -69,6 +69,7 @@ def make_attention_mask(
     query_length: int,
     key_length: int,
     causal: bool,
+    past_length: int | torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """Combine the padding mask with the causal mask into the (B, 1, T, S) boolean mask of this
     module.
@@ -81,11 +82,18 @@ def make_attention_mask(
     added), as transformers uses one: packed sequences, tree attention. It is boolean (True = may
     attend) or, as transformers' additive masks are, floating point: 0 where a query may attend and
     a large negative number (or -inf) where it may not.
+
+    `past_length` is given for a static cache, whose S keys are buffers of fixed size: the
+    `past_length` cached positions, then the T new ones, then empty slots. The queries sit at
+    positions past_length .. past_length + T - 1; a mask is always returned, so that no query
+    reads an empty slot. A 2-D `attention_mask` then covers the filled positions (or all S).
     """
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return _custom_mask(attention_mask, batch_size, query_length, key_length)
+    if past_length is not None:
+        return _static_cache_mask(attention_mask, batch_size, query_length, key_length, past_length)
     if attention_mask is None:
         return None
-    if attention_mask.dim() == 4:
-        return _custom_mask(attention_mask, batch_size, query_length, key_length)
     if attention_mask.shape != (batch_size, key_length):
         raise ValueError(
             f"attention_mask has shape {tuple(attention_mask.shape)}, expected "
@@ -100,6 +108,35 @@ def make_attention_mask(
     if causal:
         mask = mask & causal_mask(query_length, key_length, keep.device)  # (B, 1, T, S)
     return mask
+
+
+def _static_cache_mask(
+    attention_mask: torch.Tensor | None,
+    batch_size: int,
+    query_length: int,
+    key_length: int,
+    past_length: int | torch.Tensor,
+) -> torch.Tensor:
+    """The (B or 1, 1, T, S) mask over a static cache's slots: query i (at position past_length
+    + i) may attend to the filled slots up to its own position, and not to padding."""
+    device = attention_mask.device if attention_mask is not None else None
+    keys = torch.arange(key_length, device=device)  # (S,)
+    queries = past_length + torch.arange(query_length, device=device)  # (T,)
+    mask = (keys[None, :] <= queries[:, None])[None, None]  # causal over filled slots: (1, 1, T, S)
+    if attention_mask is None:
+        return mask
+    if attention_mask.dim() != 2 or attention_mask.shape[0] != batch_size:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)}, expected (batch_size, "
+            f"filled positions) with batch_size {batch_size}"
+        )
+    if attention_mask.shape[1] > key_length:
+        raise ValueError(
+            f"attention_mask covers {attention_mask.shape[1]} positions, more than the cache's "
+            f"{key_length}"
+        )
+    keep = F.pad(attention_mask.bool(), (0, key_length - attention_mask.shape[1]))  # (B, S)
+    return mask & keep[:, None, None, :]
 
 
 def packed_sequence_mask(position_ids: torch.Tensor, causal: bool) -> torch.Tensor | None:

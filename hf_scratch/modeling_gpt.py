@@ -160,6 +160,23 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=config)
         past_length = cache.get_seq_length() if cache is not None else 0
+        if attention_mask is None and position_ids is not None and past_length == 0:
+            # Sequences packed without padding, positions restarting at each (padding-free
+            # training, `DataCollatorWithFlattening`): each attends within itself.
+            mask = packed_sequence_mask(position_ids.expand(B, -1), causal=True)
+        else:
+            # A static cache's keys are buffers of fixed size, their slots past the new tokens
+            # empty: the mask must cover them, so it is told where the filled slots end.
+            static = cache is not None and cache.is_compileable
+            key_length = T if cache is None else cache.get_mask_sizes(T, 0)[0]
+            mask = make_attention_mask(
+                attention_mask,
+                B,
+                T,
+                key_length,
+                causal=True,
+                past_length=past_length if static else None,
+            )
 
         if position_ids is None:
             position_ids = default_position_ids(
@@ -170,12 +187,6 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
             check_index_range(token_type_ids, config.vocab_size, "token_type_ids")
             hidden_states = hidden_states + self.tokens_embed(token_type_ids)
         hidden_states = self.dropout(hidden_states)
-        if attention_mask is None and position_ids is not None and past_length == 0:
-            # Sequences packed without padding, positions restarting at each (padding-free
-            # training, `DataCollatorWithFlattening`): each attends within itself.
-            mask = packed_sequence_mask(position_ids.expand(B, -1), causal=True)
-        else:
-            mask = make_attention_mask(attention_mask, B, T, past_length + T, causal=True)
 
         hidden_states, all_hidden_states, all_attentions, _ = run_blocks(
             self.layers,

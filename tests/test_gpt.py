@@ -535,3 +535,53 @@ def test_bf16_autocast_training_step_is_finite():
     output.loss.backward()
     assert torch.isfinite(output.loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------------------------------
+# Static cache
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["gpt1", "gpt2"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(do_sample=False),
+        dict(do_sample=False, num_beams=3, num_return_sequences=2),
+        dict(do_sample=True, top_k=20),
+    ],
+    ids=["greedy", "beam", "sample"],
+)
+def test_static_cache_generates_the_dynamic_caches_tokens(norm_first, settings):
+    """`generate(cache_implementation="static")`: fixed-size key/value buffers, with the 4-D masks
+    transformers builds for them, give the tokens of the dynamic cache (left-padded prompts)."""
+    model = ScratchGPTLMHeadModel(tiny_gpt_config(norm_first=norm_first)).eval()
+    input_ids, attention_mask = _prompts()
+    generated = {}
+    for implementation in ("dynamic", "static"):
+        torch.manual_seed(5)
+        generated[implementation] = model.generate(
+            input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=8,
+            pad_token_id=0,
+            cache_implementation=implementation,
+            **settings,
+        )
+    assert torch.equal(generated["static"], generated["dynamic"])
+
+
+def test_a_static_cache_passed_in_continues_as_the_full_forward():
+    from transformers import StaticCache
+
+    model = ScratchGPTLMHeadModel(tiny_gpt_config()).eval()
+    input_ids, attention_mask = _prompts()
+    with torch.no_grad():
+        full = model(input_ids, attention_mask=attention_mask).logits
+        cache = StaticCache(config=model.config, max_cache_len=16)
+        first = model(input_ids[:, :4], attention_mask=attention_mask[:, :4], cache=cache)
+        rest = model(input_ids[:, 4:], attention_mask=attention_mask, cache=cache)
+    logits = torch.cat([first.logits, rest.logits], dim=1)
+    real = attention_mask.bool()
+    torch.testing.assert_close(logits[real], full[real], rtol=1e-5, atol=1e-5)
+    assert int(cache.get_seq_length()) == 6
