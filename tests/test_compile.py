@@ -1,6 +1,8 @@
-"""The forward pass traces into one graph: no check that reads tensor values runs under
-`torch.compile`, while eager calls keep their clear errors. (`backend="eager"` checks the tracing,
-which is what graph breaks come from, without compiling kernels.)"""
+"""The models under the compiler: forward and training steps trace into one graph (no check that
+reads tensor values runs under `torch.compile`, while eager calls keep their clear errors), the
+Trainer's `--torch_compile` trains as eager, and `torch.export` gives eager's outputs.
+(`backend="eager"` / `"aot_eager"` check the tracing, which is where graph breaks come from,
+without generating kernels.)"""
 
 import pytest
 import torch
@@ -8,8 +10,14 @@ from conftest import plain_sgd_arguments, tiny_bert_config, tiny_gpt_config, tin
 
 from hf_scratch import (
     ScratchBertForMaskedLM,
+    ScratchBertForPreTraining,
+    ScratchBertForQuestionAnswering,
+    ScratchBertModel,
+    ScratchGPTForSequenceClassification,
     ScratchGPTLMHeadModel,
+    ScratchGPTModel,
     ScratchTransformerForConditionalGeneration,
+    ScratchTransformerModel,
 )
 
 CASES = {
@@ -105,3 +113,41 @@ def test_trainer_torch_compile_trains_as_eager(tmp_path):
     for name, value in runs[False][1].items():
         torch.testing.assert_close(runs[True][1][name], value, rtol=1e-5, atol=1e-6, msg=name)
     assert not torch.equal(runs[True][1]["lm_head.weight"], initial["lm_head.weight"])
+
+
+@pytest.mark.parametrize(
+    "model_class",
+    [
+        ScratchGPTModel,
+        ScratchGPTLMHeadModel,
+        ScratchGPTForSequenceClassification,
+        ScratchBertModel,
+        ScratchBertForPreTraining,
+        ScratchBertForQuestionAnswering,
+        ScratchTransformerModel,
+        ScratchTransformerForConditionalGeneration,
+    ],
+)
+def test_torch_export_gives_eagers_outputs(model_class):
+    """`torch.export.export` of base models and heads. Outputs that carry a KV cache need the cache
+    registered with torch's pytree, as for transformers' own models
+    (`register_dynamic_cache_export_support`); the Transformer's `EncoderDecoderCache` has no such
+    helper, so it is exported with `use_cache=False`, as Marian would be."""
+    from transformers.integrations.executorch import register_dynamic_cache_export_support
+
+    register_dynamic_cache_export_support()
+    family = {"GPT": "gpt", "Bert": "bert", "Transformer": "transformer"}[
+        next(name for name in ("GPT", "Bert", "Transformer") if name in model_class.__name__)
+    ]
+    model = model_class(CASES[family][1]()).eval()
+    inputs = _inputs(family)
+    if family == "transformer":
+        inputs["use_cache"] = False
+    exported = torch.export.export(model, (), kwargs=inputs)
+    with torch.no_grad():
+        expected = model(**inputs)
+    output = exported.module()(**inputs)
+    assert type(output) is type(expected)
+    for name, value in expected.items():
+        if torch.is_tensor(value):
+            torch.testing.assert_close(output[name], value, rtol=1e-5, atol=1e-5, msg=name)
