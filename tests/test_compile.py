@@ -151,3 +151,37 @@ def test_torch_export_gives_eagers_outputs(model_class):
     for name, value in expected.items():
         if torch.is_tensor(value):
             torch.testing.assert_close(output[name], value, rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("family", ["gpt", "bert"])
+def test_onnx_export_runs_in_onnx_runtime_with_eagers_outputs(family, tmp_path):
+    """`torch.onnx.export(..., dynamo=True)` with a dynamic batch and sequence length: ONNX Runtime
+    gives eager's logits on a batch of another shape, padded."""
+    import numpy as np
+    import onnxruntime
+    from torch.export import Dim
+
+    model_class, make_config, _ = CASES[family]
+    model = model_class(make_config(use_cache=False)).eval()
+    inputs = _inputs(family)
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    batch, sequence = Dim("batch"), Dim("sequence", max=40)
+    path = tmp_path / f"{family}.onnx"
+    torch.onnx.export(
+        model,
+        (),
+        str(path),
+        kwargs=inputs,
+        dynamo=True,
+        dynamic_shapes={name: {0: batch, 1: sequence} for name in inputs},
+    )
+    session = onnxruntime.InferenceSession(str(path))
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(5, 99, (3, 13), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, -5:] = 0
+    feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+    (logits,) = session.run(None, feed)
+    with torch.no_grad():
+        expected = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-5)
