@@ -70,6 +70,7 @@ def make_attention_mask(
     key_length: int,
     causal: bool,
     past_length: int | torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """Combine the padding mask with the causal mask into the (B, 1, T, S) boolean mask of this
     module.
@@ -87,13 +88,18 @@ def make_attention_mask(
     `past_length` cached positions, then the T new ones, then empty slots. The queries sit at
     positions past_length .. past_length + T - 1; a mask is always returned, so that no query
     reads an empty slot. A 2-D `attention_mask` then covers the filled positions (or all S).
+
+    Without an `attention_mask` and without cached keys, the caller's `position_ids` may pack
+    several sequences into a row (see `packed_sequence_mask`).
     """
     if attention_mask is not None and attention_mask.dim() == 4:
         return _custom_mask(attention_mask, batch_size, query_length, key_length)
     if past_length is not None:
         return _static_cache_mask(attention_mask, batch_size, query_length, key_length, past_length)
     if attention_mask is None:
-        return None
+        if position_ids is None or key_length != query_length:
+            return None
+        return packed_sequence_mask(position_ids.expand(batch_size, -1), causal)
     if attention_mask.shape != (batch_size, key_length):
         raise ValueError(
             f"attention_mask has shape {tuple(attention_mask.shape)}, expected "

@@ -39,7 +39,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import ModelOutput, can_return_tuple
 
-from .attention import make_attention_mask, packed_sequence_mask
+from .attention import make_attention_mask
 from .configuration_bert import ScratchBertConfig
 from .layers import (
     Dropout,
@@ -194,12 +194,8 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         B, T, _ = hidden_states.shape
-        if attention_mask is None and position_ids is not None:
-            # Sequences packed without padding, positions restarting at each (padding-free
-            # training, `DataCollatorWithFlattening`): each attends within itself.
-            mask = packed_sequence_mask(position_ids.expand(B, -1), causal=False)
-        else:
-            mask = make_attention_mask(attention_mask, B, T, T, causal=False)
+        # position_ids that restart inside a row pack several sequences there (padding-free).
+        mask = make_attention_mask(attention_mask, B, T, T, causal=False, position_ids=position_ids)
 
         hidden_states, all_hidden_states, all_attentions, _ = run_blocks(
             self.layers,
