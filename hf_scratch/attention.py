@@ -35,8 +35,6 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache, EncoderDecoderCache
 
-from .packing import Linear
-
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 
 # --------------------------------------------------------------------------------------------------
@@ -300,7 +298,7 @@ class MultiHeadAttention(nn.Module):
     `torch.nn.MultiheadAttention.in_proj_weight`, and computes Q, K and V in one matrix product.
     Cross-attention projects two different inputs, so it has `q_proj` (W_Q, for the decoder
     states) and `kv_proj` ([W_K; W_V], 2C x C, for the encoder output). Every projection is an
-    `nn.Linear` (`packing.Linear`) called as a module, so adapters that wrap linear layers (PEFT's
+    `nn.Linear` called as a module, so adapters that wrap linear layers (PEFT's
     LoRA) see them all.
 
     Reads from `config`: `hidden_size`, `num_attention_heads`, `attention_probs_dropout_prob` and,
@@ -313,10 +311,11 @@ class MultiHeadAttention(nn.Module):
     broadcastable to (B, H, T, S), causal part included, see `make_attention_mask`) or None; with
     None a causal module still masks the future itself.
 
-    Cross-attention also takes k decoder sequences per encoder output: `key_value_states`
-    (B_src, S, C) with B = B_src * k, decoder rows i*k .. i*k + k - 1 reading output i, the order of
-    `repeat_interleave(k)`. Beam search decodes k hypotheses per source this way without k copies
-    of the source's keys and values; its mask is then broadcastable to (B_src, H, k T, S).
+    Cross-attention also serves k decoder sequences per encoder output: given `key_value_states`
+    (B_src, S, C) with B = B_src * k, decoder rows i*k .. i*k + k - 1 read output i (the order of
+    `repeat_interleave(k)`). Beam search's hypotheses of one source share its keys and values this
+    way, stored once: the k query sequences attend as one of k T positions, and the mask is then
+    broadcastable to (B_src, H, k T, S). Nothing is passed for it; the shapes say it.
     """
 
     def __init__(
@@ -348,11 +347,11 @@ class MultiHeadAttention(nn.Module):
         self.layer_idx = layer_idx
         self.dropout = config.attention_probs_dropout_prob
         if is_cross_attention:
-            self.q_proj = Linear(hidden_size, hidden_size)  # W_Q
-            self.kv_proj = Linear(hidden_size, 2 * hidden_size)  # [W_K; W_V]
+            self.q_proj = nn.Linear(hidden_size, hidden_size)  # W_Q
+            self.kv_proj = nn.Linear(hidden_size, 2 * hidden_size)  # [W_K; W_V]
         else:
-            self.qkv_proj = Linear(hidden_size, 3 * hidden_size)  # [W_Q; W_K; W_V]
-        self.out_proj = Linear(hidden_size, hidden_size)  # W^O
+            self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size)  # [W_Q; W_K; W_V]
+        self.out_proj = nn.Linear(hidden_size, hidden_size)  # W^O
         self.score = ScaledDotScore()
 
     @property
@@ -405,7 +404,9 @@ class MultiHeadAttention(nn.Module):
                 "attention_mask must be boolean (True = may attend), got dtype "
                 f"{attention_mask.dtype}"
             )
-        if len(shape) != 4 or any(n not in (1, m) for n, m in zip(shape, expected, strict=True)):
+        # `!=`, not `n in (1, m)`: under torch.compile, `in` on a tuple holding a symbolic size
+        # compared without guarding and refused a valid mask.
+        if len(shape) != 4 or any(n != 1 and n != m for n, m in zip(shape, expected, strict=True)):
             raise ValueError(
                 f"attention_mask of shape {shape} does not broadcast to (B, H, T, S) = {expected}"
             )
@@ -419,39 +420,28 @@ class MultiHeadAttention(nn.Module):
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, C = hidden_states.shape
-        query_batch, query_length = B, T  # the (B, T) of the attention itself
+        # 1. Project into H heads: Q = X W_Q, and K = X W_K, V = X W_V (self-attention) or
+        #    K = Z W_K, V = Z W_V from the encoder output Z (cross-attention).
         if self.is_cross_attention:
             if key_value_states is None:
                 raise ValueError("cross-attention needs key_value_states (the encoder output)")
-            # Several decoder sequences per source (beam search's hypotheses: rows i*k .. i*k+k-1
-            # of the B = sources * k decoder rows read source i) attend as one query sequence of
-            # k * T positions over that source's keys and values, stored once.
-            query_batch = key_value_states.shape[0]
-            if B % query_batch != 0:
-                raise ValueError(
-                    f"cross-attention got {B} decoder sequences for {query_batch} encoder outputs; "
-                    "it needs the same number, or a whole number of sequences per output"
-                )
-            query_length = B // query_batch * T
-            query = self.q_proj(hidden_states).view(
-                query_batch, query_length, self.num_heads, self.head_dim
-            )
-            query = query.transpose(1, 2)  # (B_src, H, k T, D)
+            (query,) = self._split_heads(self.q_proj(hidden_states), 1)  # (B, H, T, D)
             key, value = self._project_cross_key_value(key_value_states, cache)  # (B_src, H, S, D)
+            query = self._queries_per_source(query, key.shape[0])  # (B_src, H, k T, D)
         else:
             query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)  # (B, H, T, D)
             if cache is not None:
                 if isinstance(cache, EncoderDecoderCache):
                     cache = cache.self_attention_cache
                 key, value = cache.update(key, value, self.layer_idx)  # (B, H, S, D), S = past + T
+
+        # 2. The mask. Without one, a causal module masks the future itself: a single query (one
+        #    decoding step) may see every key; T == S is SDPA's `is_causal` case; anything else
+        #    needs the end-aligned mask written out. Asking for the attention probabilities runs
+        #    the eager formula for that call even under "sdpa": the fused kernel never forms them.
         S = key.shape[-2]
         if attention_mask is not None:
-            self._check_mask(attention_mask, query_batch, query_length, S)
-        # With no mask given, a causal module masks the future itself. A single query (one decoding
-        # step) may see every key; T == S is SDPA's `is_causal` case; anything else needs the
-        # end-aligned mask written out.
-        # Asking for the attention probabilities runs the eager formula for that call even under
-        # "sdpa", since the fused kernel never forms them.
+            self._check_mask(attention_mask, query.shape[0], query.shape[2], S)
         eager = output_attentions or self.implementation == "eager"
         use_sdpa_is_causal = False
         if attention_mask is None and self.is_causal and T > 1:
@@ -459,16 +449,45 @@ class MultiHeadAttention(nn.Module):
                 use_sdpa_is_causal = True
             else:
                 attention_mask = causal_mask(T, S, hidden_states.device)  # (T, S)
-        dropout = self.dropout if self.training else 0.0
 
+        # 3. head_h = softmax(Q_h K_h^T / sqrt(d_k)) V_h, every head at once.
+        dropout = self.dropout if self.training else 0.0
         context, attn_weights = self._attend(
             query, key, value, attention_mask, use_sdpa_is_causal, dropout, eager
-        )  # (B, H, T, D)
-        context = context.transpose(1, 2).reshape(B, T, C)  # concatenate the heads: (B, T, C)
-        if attn_weights is not None and query_batch != B:  # (B_src, H, k T, S) -> (B, H, T, S)
-            attn_weights = attn_weights.view(query_batch, self.num_heads, B // query_batch, T, S)
-            attn_weights = attn_weights.transpose(1, 2).reshape(B, self.num_heads, T, S)
+        )  # (B or B_src, H, T or k T, D)
+
+        # 4. Concat(head_1, ..., head_H) W^O.
+        context = self._one_row_per_sequence(context, B)  # (B, H, T, D)
+        context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        if attn_weights is not None:
+            attn_weights = self._one_row_per_sequence(attn_weights, B)  # (B, H, T, S)
         return self.out_proj(context), attn_weights
+
+    def _queries_per_source(self, query: torch.Tensor, sources: int) -> torch.Tensor:
+        """(B, H, T, D) -> (B_src, H, k T, D): the k = B / B_src query sequences that read the same
+        encoder output (rows i*k .. i*k + k - 1 read output i) as one sequence of k T queries, so
+        that each source's keys and values are stored and read once. Unchanged when k = 1."""
+        B, H, T, D = query.shape
+        if sources == B:
+            return query
+        if B % sources != 0:
+            raise ValueError(
+                f"cross-attention got {B} decoder sequences for {sources} encoder outputs; it "
+                "needs the same number, or a whole number of sequences per output"
+            )
+        query = query.reshape(sources, B // sources, H, T, D).transpose(1, 2)  # (B_src, H, k, T, D)
+        return query.reshape(sources, H, -1, D)
+
+    @staticmethod
+    def _one_row_per_sequence(tensor: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """(B_src, H, k T, X) -> (B, H, T, X), undoing `_queries_per_source`."""
+        sources, H, length, X = tensor.shape
+        if sources == batch_size:
+            return tensor
+        k = batch_size // sources
+        tensor = tensor.reshape(sources, H, k, length // k, X)  # (B_src, H, k, T, X)
+        tensor = tensor.transpose(1, 2)  # (B_src, k, H, T, X)
+        return tensor.reshape(batch_size, H, length // k, X)
 
     def _attend(
         self,

@@ -16,13 +16,11 @@ from collections.abc import Sequence
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .attention import MultiHeadAttention
-from .packing import Linear
 
 # The activations the three papers and their checkpoints use, by their Hugging Face config names.
 ACTIVATIONS = {
@@ -42,26 +40,6 @@ def get_activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def activate_in_place(activation: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """activation(hidden), written over `hidden` (one of `ACTIVATIONS`; any other module is called
-    as usual)."""
-    if isinstance(activation, nn.GELU):
-        return torch.ops.aten.gelu_(hidden, approximate=activation.approximate)
-    if isinstance(activation, nn.ReLU):
-        return hidden.relu_()
-    if isinstance(activation, nn.SiLU):
-        return F.silu(hidden, inplace=True)
-    return activation(hidden)
-
-
-def _hooked(*modules: nn.Module) -> bool:
-    """Whether a forward hook may see (and keep) these modules' inputs or outputs."""
-    hooks = nn.modules.module
-    return bool(hooks._global_forward_hooks or hooks._global_forward_pre_hooks) or any(
-        module._forward_hooks or module._forward_pre_hooks for module in modules
-    )
-
-
 def check_index_range(ids: torch.Tensor, limit: int, name: str) -> None:
     """Raise a ValueError naming `name` and `limit` unless every id lies in [0, limit).
 
@@ -77,9 +55,58 @@ def check_index_range(ids: torch.Tensor, limit: int, name: str) -> None:
         raise ValueError(f"{name} contains {bad}, outside the valid range [0, {limit})")
 
 
-def check_sequence_length(past_length: int, length: int, limit: int) -> None:
+def output_switches(
+    config, output_attentions, output_hidden_states
+) -> tuple[bool, bool | int | Sequence[int]]:
+    """`output_attentions` and `output_hidden_states` of a forward call, each taken from the config
+    when the caller leaves it None, as transformers' models resolve them."""
+    return (
+        config.output_attentions if output_attentions is None else output_attentions,
+        config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+    )
+
+
+def cache_switch(config, use_cache: bool | None, blocks: nn.ModuleList, training: bool) -> bool:
+    """Whether a decoder keeps a KV cache: `use_cache`, or the config's when None; never while
+    training under gradient checkpointing, where the backward pass replays each block and would
+    write its keys and values into the cache a second time."""
+    use_cache = config.use_cache if use_cache is None else use_cache
+    checkpointing = any(getattr(block, "gradient_checkpointing", False) for block in blocks)
+    return bool(use_cache) and not (training and checkpointing)
+
+
+def embed_tokens(
+    embedding: nn.Embedding, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None
+) -> torch.Tensor:
+    """The token embeddings E[x] of `input_ids` (B, T) -> (B, T, C), or the caller's own
+    `inputs_embeds` (B, T, C): exactly one of the two must be given."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids and inputs_embeds")
+    if inputs_embeds is not None:
+        return inputs_embeds
+    check_index_range(input_ids, embedding.num_embeddings, "input_ids")
+    return embedding(input_ids)  # (B, T, C)
+
+
+def keep_positions(hidden_states: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
+    """The positions a head projects to the vocabulary, as transformers' `logits_to_keep` selects
+    them: the last n (an int; 0 keeps all), or those indexed (a 1-D tensor). `generate()` passes 1,
+    so a decoding step projects one position, not the whole prompt."""
+    if isinstance(logits_to_keep, int):
+        return hidden_states[:, -logits_to_keep:]  # (B, n, C); 0 keeps every position
+    return hidden_states[:, logits_to_keep]
+
+
+def check_sequence_length(past_length: int | torch.Tensor, length: int, limit: int) -> None:
     """Raise a ValueError when `length` new tokens after `past_length` cached ones run past the
-    `limit` positions of the position table."""
+    `limit` positions of the position table.
+
+    A static cache counts its tokens in a tensor; reading it is a check on data, made in eager mode
+    only (a compiled decoding step is sized by its cache, which `generate()` makes no longer than
+    the model's positions)."""
+    if torch.compiler.is_compiling():
+        return
+    past_length = int(past_length)
     if past_length + length > limit:
         cached = f" ({past_length} cached + {length} new tokens)" if past_length else ""
         raise ValueError(
@@ -88,11 +115,13 @@ def check_sequence_length(past_length: int, length: int, limit: int) -> None:
         )
 
 
-def default_position_ids(past_length: int, length: int, limit: int, device) -> torch.Tensor:
+def default_position_ids(
+    past_length: int | torch.Tensor, length: int, limit: int, device
+) -> torch.Tensor:
     """Positions past_length, ..., past_length + length - 1 of a sequence that continues a cache:
     (1, T), checked against the `limit` positions of the table."""
     check_sequence_length(past_length, length, limit)
-    return torch.arange(past_length, past_length + length, device=device)[None]  # (1, T)
+    return (past_length + torch.arange(length, device=device))[None]  # (1, T)
 
 
 def sinusoidal_position_table(
@@ -149,11 +178,14 @@ class SinusoidalPositionEmbedding(nn.Module):
         check_index_range(position_ids, self.num_positions, "position_ids")
         return self.weight[position_ids]  # (B, T) -> (B, T, C)
 
-    def span(self, start: int, length: int) -> torch.Tensor:
-        """The encodings of positions start, ..., start + length - 1, a slice of the table with one
-        range check (a sequence continuing a cache): (T, C)."""
-        check_sequence_length(start, length, self.num_positions)
-        return self.weight[start : start + length]
+    def span(self, start: int | torch.Tensor, length: int) -> torch.Tensor:
+        """The encodings of positions start, ..., start + length - 1 of a sequence continuing a
+        cache, with one range check: (T, C). `start` is a tensor for a static cache."""
+        if isinstance(start, int):
+            check_sequence_length(start, length, self.num_positions)
+            return self.weight[start : start + length]
+        positions = default_position_ids(start, length, self.num_positions, self.weight.device)
+        return self.weight[positions[0]]
 
 
 class LearnedPositionEmbedding(nn.Embedding):
@@ -163,24 +195,6 @@ class LearnedPositionEmbedding(nn.Embedding):
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
         check_index_range(position_ids, self.num_embeddings, "position_ids")
         return super().forward(position_ids)  # (B, T) -> (B, T, C)
-
-
-class Dropout(nn.Dropout):
-    """Dropout (Srivastava et al. 2014, the paper's residual dropout §5.4): in training, each
-    element is zeroed with probability p and the others scaled by 1 / (1 - p).
-
-    The same distribution as `nn.Dropout`; on CPU the keep mask is drawn as uniform >= p with
-    `rand_like`, which measured twice as fast there as the `bernoulli_` torch's dropout draws it
-    with (forward and backward of a (16, 64, 256) tensor: 1.05 ms against 1.76 ms), and dropout
-    is about a tenth of a small model's training step. Elsewhere, torch's own (fused) kernel."""
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        p = self.p
-        if not self.training or p == 0 or hidden_states.device.type != "cpu" or p == 1:
-            return super().forward(hidden_states)
-        uniform = torch.rand(hidden_states.shape, device=hidden_states.device)
-        keep_scale = (uniform >= p).to(hidden_states.dtype).mul_(1.0 / (1.0 - p))  # 0 or 1/(1-p)
-        return hidden_states * keep_scale
 
 
 class FeedForward(nn.Module):
@@ -193,18 +207,13 @@ class FeedForward(nn.Module):
 
     def __init__(self, hidden_size: int, intermediate_size: int, activation: str):
         super().__init__()
-        self.fc1 = Linear(hidden_size, intermediate_size)  # W_1: (B, T, C) -> (B, T, F)
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)  # W_1: (B, T, C) -> (B, T, F)
         self.activation = get_activation(activation)
-        self.fc2 = Linear(intermediate_size, hidden_size)  # W_2: (B, T, F) -> (B, T, C)
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)  # W_2: (B, T, F) -> (B, T, C)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden = self.fc1(hidden_states)  # (B, T, F)
-        if torch.is_grad_enabled() or _hooked(self.fc1, self.activation):
-            return self.fc2(self.activation(hidden))
-        # Inference: the activation overwrites the product, which nothing else holds, instead of
-        # allocating and first touching a second (B, T, F) tensor: 3-5% of BERT-base inference
-        # here. (Training keeps the product for the activation's backward.)
-        return self.fc2(activate_in_place(self.activation, hidden))
+        hidden = self.activation(self.fc1(hidden_states))  # act(x W_1 + b_1): (B, T, F)
+        return self.fc2(hidden)  # (B, T, C)
 
 
 class TransformerBlock(GradientCheckpointingLayer):
@@ -245,7 +254,7 @@ class TransformerBlock(GradientCheckpointingLayer):
             self.cross_attn = None
         self.feed_forward = FeedForward(hidden_size, config.intermediate_size, config.hidden_act)
         self.feed_forward_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def _sublayer_input(self, hidden_states: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
         return norm(hidden_states) if self.norm_first else hidden_states
@@ -253,9 +262,7 @@ class TransformerBlock(GradientCheckpointingLayer):
     def _add_and_norm(
         self, residual: torch.Tensor, sublayer_output: torch.Tensor, norm: nn.LayerNorm
     ) -> torch.Tensor:
-        if self.training:
-            sublayer_output = self.dropout(sublayer_output)
-        hidden_states = residual + sublayer_output
+        hidden_states = residual + self.dropout(sublayer_output)
         return hidden_states if self.norm_first else norm(hidden_states)
 
     def forward(

@@ -14,8 +14,8 @@ distribution is (1 - eps) * onehot(y) + eps / V, so per row
 
 import torch
 
-# Rows per block: about 4M logits (16 MB in float32), below glibc's largest mmap threshold (32 MB),
-# so that the block temporaries are recycled instead of page-faulted in anew for every block.
+# Rows per block: about 4M logits (16 MB in float32), so that the loss's temporaries stay a few
+# megabytes however large the batch and the vocabulary. Any block size gives the same values.
 _BLOCK_ELEMENTS = 1 << 22
 
 

@@ -42,13 +42,14 @@ from transformers.utils import ModelOutput, can_return_tuple
 from .attention import make_attention_mask
 from .configuration_bert import ScratchBertConfig
 from .layers import (
-    Dropout,
     LearnedPositionEmbedding,
     TransformerBlock,
     check_index_range,
     default_position_ids,
+    embed_tokens,
     get_activation,
     merge_choices,
+    output_switches,
     run_blocks,
 )
 from .losses import classification_loss, cross_entropy
@@ -101,11 +102,11 @@ class ScratchBertPreTrainedModel(ScratchPreTrainedModel):
             return_dict=True,
         )
 
-    def _classifier_dropout(self) -> Dropout:
+    def _classifier_dropout(self) -> nn.Dropout:
         probability = self.config.classifier_dropout
         if probability is None:
             probability = self.config.hidden_dropout_prob
-        return Dropout(probability)
+        return nn.Dropout(probability)
 
 
 class ScratchBertEmbeddings(nn.Module):
@@ -121,7 +122,7 @@ class ScratchBertEmbeddings(nn.Module):
         )
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
         self,
@@ -130,9 +131,7 @@ class ScratchBertEmbeddings(nn.Module):
         position_ids: torch.Tensor | None,
         inputs_embeds: torch.Tensor | None,
     ) -> torch.Tensor:
-        if input_ids is not None:
-            check_index_range(input_ids, self.config.vocab_size, "input_ids")
-            inputs_embeds = self.word_embeddings(input_ids)  # (B, T, C)
+        inputs_embeds = embed_tokens(self.word_embeddings, input_ids, inputs_embeds)  # (B, T, C)
         if position_ids is None:
             position_ids = default_position_ids(
                 0, inputs_embeds.shape[1], self.config.max_position_embeddings, inputs_embeds.device
@@ -183,15 +182,9 @@ class ScratchBertModel(ScratchBertPreTrainedModel):
         output_hidden_states: bool | int | list[int] | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
-        config = self.config
-        output_attentions = (
-            config.output_attentions if output_attentions is None else output_attentions
+        output_attentions, output_hidden_states = output_switches(
+            self.config, output_attentions, output_hidden_states
         )
-        output_hidden_states = (
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         B, T, _ = hidden_states.shape
         # position_ids that restart inside a row pack several sequences there (padding-free).

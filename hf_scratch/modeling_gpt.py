@@ -6,8 +6,7 @@ Notation: B batch, K sequences per example (choices / orderings), T sequence len
 
 Unsupervised pre-training (§3.1) maximises L1(U) = sum_i log P(u_i | u_{i-k}, ..., u_{i-1}) with a
 multi-layer Transformer decoder:
-    h_0 = U W_e + W_p,    h_l = transformer_block(h_{l-1}) for l = 1..n,    P(u) = softmax(h_n
-    W_e^T),
+    h_0 = U W_e + W_p,   h_l = transformer_block(h_{l-1}) for l = 1..n,   P(u) = softmax(h_n W_e^T),
 where W_e is the token embedding, W_p the learned position embedding, and every block masks its
 self-attention so that position i sees positions <= i.
 Supervised fine-tuning (§3.2) reads the final state h_l^m at the last (extract) token:
@@ -23,12 +22,10 @@ init.
 
 Differences from the paper:
 - `config.norm_first=True` selects the GPT-2 layout instead (Radford et al. 2019): pre-LN blocks, a
-  final
-  LayerNorm, residual projections initialised with std / sqrt(2 L). It is an option, never the
-  default.
+  final LayerNorm, residual projections initialised with std / sqrt(2 L). It is an option, never
+  the default.
 - Losses are means over predicted tokens (the paper writes sums); the fine-tuning losses are the
-  means of
-  L2 and L1, combined as L2 + lambda * L1.
+  means of L2 and L1, combined as L2 + lambda * L1.
 - Token type ids, when given, are embedded with W_e and added to h_0, as the OpenAI implementation
   does.
 """
@@ -47,16 +44,18 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .attention import make_attention_mask
 from .configuration_gpt import ScratchGPTConfig
 from .layers import (
-    Dropout,
     LearnedPositionEmbedding,
     TransformerBlock,
+    cache_switch,
     check_index_range,
     default_position_ids,
+    embed_tokens,
+    keep_positions,
     merge_choices,
+    output_switches,
     run_blocks,
 )
 from .losses import causal_lm_loss, classification_loss
-from .packing import Linear
 from .pretrained import ScratchGenerationMixin, ScratchPreTrainedModel
 
 
@@ -113,7 +112,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         self.positions_embed = LearnedPositionEmbedding(
             config.max_position_embeddings, config.hidden_size
         )  # W_p
-        self.dropout = Dropout(config.embedding_dropout_prob)
+        self.dropout = nn.Dropout(config.embedding_dropout_prob)
         self.layers = nn.ModuleList(
             TransformerBlock(config, is_causal=True, layer_idx=i)
             for i in range(config.num_hidden_layers)
@@ -142,20 +141,13 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPast:
         config = self.config
-        output_attentions = (
-            config.output_attentions if output_attentions is None else output_attentions
+        output_attentions, output_hidden_states = output_switches(
+            config, output_attentions, output_hidden_states
         )
-        output_hidden_states = (
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        use_cache = config.use_cache if use_cache is None else use_cache
-        if self.training and self.is_activation_checkpointing:
-            use_cache = False  # a cache written during the backward replay would be written twice
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if input_ids is not None:
-            check_index_range(input_ids, config.vocab_size, "input_ids")
-            inputs_embeds = self.tokens_embed(input_ids)  # U W_e: (B, T, C)
+        use_cache = cache_switch(config, use_cache, self.layers, self.training)
+        inputs_embeds = embed_tokens(
+            self.tokens_embed, input_ids, inputs_embeds
+        )  # U W_e: (B, T, C)
         B, T, _ = inputs_embeds.shape
         if use_cache and cache is None:
             cache = DynamicCache(config=config)
@@ -217,7 +209,7 @@ class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, ScratchGenerationMixin):
         # `num_items_in_batch`, which our loss divides by.
         self.loss_type = "ForCausalLM"
         self.transformer = ScratchGPTModel(config)
-        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)  # W_e^T (tied)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)  # W_e^T (tied)
         self.post_init()
 
     @can_return_tuple
@@ -257,11 +249,7 @@ class ScratchGPTLMHeadModel(ScratchGPTPreTrainedModel, ScratchGenerationMixin):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        hidden_states = outputs.last_hidden_state
-        if isinstance(logits_to_keep, int):
-            hidden_states = hidden_states[:, -logits_to_keep:]  # 0 keeps every position
-        else:
-            hidden_states = hidden_states[:, logits_to_keep]
+        hidden_states = keep_positions(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden_states)  # (B, T, V)
         loss = None
         shift_labels = kwargs.get("shift_labels")
@@ -306,7 +294,7 @@ class _ScratchGPTFineTuningModel(ScratchGPTPreTrainedModel):
         super().__init__(config)
         self.transformer = ScratchGPTModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)  # W_e^T (tied)
-        self.dropout = Dropout(config.classifier_dropout)
+        self.dropout = nn.Dropout(config.classifier_dropout)
 
     def _extract_features(
         self,

@@ -51,14 +51,15 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .attention import make_attention_mask
 from .configuration_transformer import ScratchTransformerConfig
 from .layers import (
-    Dropout,
     SinusoidalPositionEmbedding,
     TransformerBlock,
-    check_index_range,
+    cache_switch,
+    embed_tokens,
+    keep_positions,
+    output_switches,
     run_blocks,
 )
 from .losses import cross_entropy
-from .packing import Linear
 from .pretrained import ScratchGenerationMixin, ScratchPreTrainedModel
 
 
@@ -116,7 +117,7 @@ class _TransformerStack(nn.Module):
             config.hidden_size,
             interleaved=config.sinusoid_layout == "interleaved",
         )  # PE
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(
             TransformerBlock(
                 config, is_causal=is_decoder, has_cross_attention=is_decoder, layer_idx=i
@@ -130,23 +131,16 @@ class _TransformerStack(nn.Module):
         )
 
     def _embed(
-        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, past_length: int
+        self,
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        past_length: int | torch.Tensor,
     ) -> torch.Tensor:
-        """Dropout(E[x] sqrt(d_model) + PE) (§3.4, §3.5, §5.4): (B, L) -> (B, L, C)."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        if input_ids is not None:
-            check_index_range(input_ids, self.embed_tokens.num_embeddings, "input_ids")
-            inputs_embeds = self.embed_tokens(input_ids)  # (B, L, C)
+        """Dropout(E[x] sqrt(d_model) + PE) (§3.4, §3.5, §5.4): (B, L) -> (B, L, C); the positions
+        continue after `past_length` cached tokens."""
+        inputs_embeds = embed_tokens(self.embed_tokens, input_ids, inputs_embeds)  # E[x]: (B, L, C)
         positions = self.embed_positions.span(past_length, inputs_embeds.shape[1])  # PE: (L, C)
         return self.dropout(inputs_embeds * self.embed_scale + positions)
-
-    def _output_flags(self, output_attentions, output_hidden_states) -> tuple[bool, bool]:
-        config = self.config
-        return (
-            config.output_attentions if output_attentions is None else output_attentions,
-            config.output_hidden_states if output_hidden_states is None else output_hidden_states,
-        )
 
 
 class ScratchTransformerEncoder(_TransformerStack):
@@ -165,8 +159,8 @@ class ScratchTransformerEncoder(_TransformerStack):
         output_attentions: bool | None = None,
         output_hidden_states: bool | int | list[int] | None = None,
     ) -> BaseModelOutput:
-        output_attentions, output_hidden_states = self._output_flags(
-            output_attentions, output_hidden_states
+        output_attentions, output_hidden_states = output_switches(
+            self.config, output_attentions, output_hidden_states
         )
         hidden_states = self._embed(input_ids, inputs_embeds, past_length=0)
         B, S, _ = hidden_states.shape
@@ -194,10 +188,10 @@ class ScratchTransformerDecoder(_TransformerStack):
     kept and grow by one position per step, and the cross-attention keys and values of z are
     computed once per sequence.
 
-    `sequences_per_source=k` decodes k target sequences per source: z is (B / k, S, C) and decoder
-    rows i*k .. i*k + k - 1 read source i, as if z had been `repeat_interleave`d k times, without
-    the k copies of z and of its keys and values (beam search's hypotheses, see
-    `ScratchTransformerForConditionalGeneration._expand_inputs_for_generation`).
+    z may hold one source for every k target sequences: z (B / k, S, C), decoder rows
+    i*k .. i*k + k - 1 reading source i, as if z had been `repeat_interleave`d k times, without the
+    k copies of z and of its keys and values. `generate()` decodes beam search's hypotheses this
+    way (see `ScratchTransformerForConditionalGeneration._expand_inputs_for_generation`).
     """
 
     def __init__(self, config: ScratchTransformerConfig):
@@ -216,15 +210,12 @@ class ScratchTransformerDecoder(_TransformerStack):
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | int | list[int] | None = None,
-        sequences_per_source: int = 1,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         config = self.config
-        output_attentions, output_hidden_states = self._output_flags(
-            output_attentions, output_hidden_states
+        output_attentions, output_hidden_states = output_switches(
+            config, output_attentions, output_hidden_states
         )
-        use_cache = config.use_cache if use_cache is None else use_cache
-        if self.training and any(layer.gradient_checkpointing for layer in self.layers):
-            use_cache = False  # a cache written during the backward replay would be written twice
+        use_cache = cache_switch(config, use_cache, self.layers, self.training)
         if encoder_hidden_states is None:
             raise ValueError("the decoder needs encoder_hidden_states (the encoder output z)")
         if use_cache and cache is None:
@@ -234,12 +225,23 @@ class ScratchTransformerDecoder(_TransformerStack):
         hidden_states = self._embed(input_ids, inputs_embeds, past_length)
         B, T, _ = hidden_states.shape
         sources, S, _ = encoder_hidden_states.shape
-        if sources * sequences_per_source != B:
+        if B % sources != 0:
             raise ValueError(
-                f"the decoder input has batch size {B}, but the encoder output has {sources} "
-                f"sequences and sequences_per_source is {sequences_per_source}"
+                f"the decoder input has batch size {B}, not a multiple of the encoder output's "
+                f"{sources} sequences"
             )
-        self_mask = make_attention_mask(attention_mask, B, T, past_length + T, causal=True)
+        # A static cache's keys are buffers of fixed size, their slots past the new tokens empty:
+        # the mask must cover them, so it is told where the filled slots end.
+        static = cache is not None and cache.is_compileable
+        key_length = past_length + T if cache is None else cache.get_mask_sizes(T, 0)[0]
+        self_mask = make_attention_mask(
+            attention_mask,
+            B,
+            T,
+            key_length,
+            causal=True,
+            past_length=past_length if static else None,
+        )
         cross_mask = make_attention_mask(encoder_attention_mask, sources, T, S, causal=False)
 
         hidden_states, all_hidden_states, all_attentions, all_cross_attentions = run_blocks(
@@ -284,25 +286,30 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
         if self.config.share_embeddings:
             self.decoder.embed_tokens = value
 
-    def _encode_decode(
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
         self,
-        input_ids,
-        attention_mask,
-        decoder_input_ids,
-        decoder_attention_mask,
-        encoder_outputs,
-        cache,
-        inputs_embeds,
-        decoder_inputs_embeds,
-        use_cache,
-        output_attentions,
-        output_hidden_states,
-        sequences_per_source,
-    ) -> tuple[BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions]:
-        """z = encoder(x), unless given (`generate()` encodes the source once); then the decoder
-        over the target and z. Shared by this model's forward and the translation head's, which
-        builds its own output instead of unpacking this model's (one output object less per
-        decoding step)."""
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: tuple | BaseModelOutput | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | int | list[int] | None = None,
+    ) -> Seq2SeqModelOutput:
+        r"""z = encoder(x), unless given, then the decoder over the target and z.
+
+        attention_mask (B_src, S): 1 for source tokens, 0 for padding; it masks the keys of the
+        encoder's self-attention and of the decoder's cross-attention.
+        decoder_attention_mask (B, past + T): 1 for target tokens (the causal mask is added), or a
+        4-D custom mask.
+        encoder_outputs: a precomputed encoder output (`generate()` encodes the source once), with
+        B_src = B or one source per k decoder rows (see `ScratchTransformerDecoder`)."""
         if attention_mask is not None and attention_mask.dim() != 2:
             raise ValueError(
                 f"attention_mask is the source's padding mask (batch_size, source_length), got "
@@ -330,47 +337,7 @@ class ScratchTransformerModel(ScratchTransformerPreTrainedModel):
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            sequences_per_source=sequences_per_source,
             return_dict=True,
-        )
-        return encoder_outputs, decoder_outputs
-
-    @can_return_tuple
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: tuple | BaseModelOutput | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | int | list[int] | None = None,
-        sequences_per_source: int = 1,
-    ) -> Seq2SeqModelOutput:
-        r"""attention_mask (B, S): 1 for source tokens, 0 for padding; it masks the keys of the
-        encoder's self-attention and of the decoder's cross-attention.
-        decoder_attention_mask (B, past + T): 1 for target tokens (the causal mask is added).
-        encoder_outputs: a precomputed encoder output (`generate()` encodes the source once).
-        sequences_per_source: k decoder sequences per source, rows i*k .. i*k + k - 1 for source i
-        (the decoder batch is k times the encoder's)."""
-        encoder_outputs, decoder_outputs = self._encode_decode(
-            input_ids,
-            attention_mask,
-            decoder_input_ids,
-            decoder_attention_mask,
-            encoder_outputs,
-            cache,
-            inputs_embeds,
-            decoder_inputs_embeds,
-            use_cache,
-            output_attentions,
-            output_hidden_states,
-            sequences_per_source,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
@@ -413,7 +380,7 @@ class ScratchTransformerForConditionalGeneration(
     def __init__(self, config: ScratchTransformerConfig):
         super().__init__(config)
         self.model = ScratchTransformerModel(config)
-        self.lm_head = Linear(config.hidden_size, config.decoder_vocab_size, bias=False)  # E^T
+        self.lm_head = nn.Linear(config.hidden_size, config.decoder_vocab_size, bias=False)  # E^T
         self._tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
         if config.share_embeddings:
             self._tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
@@ -457,9 +424,9 @@ class ScratchTransformerForConditionalGeneration(
     ):
         """`generate()` decodes `expand_size` sequences per source (beams, returned sequences) and
         repeats every input that many times. The encoder output and the source mask stay one per
-        source: the decoder reads them with `sequences_per_source` (see
-        `ScratchTransformerDecoder`), which spares the copies and, at every step, reading each
-        source's cross-attention keys and values once per hypothesis."""
+        source, which the decoder reads for all of that source's sequences (see
+        `ScratchTransformerDecoder`): no copies, and at every step each source's cross-attention
+        keys and values are read once, not once per hypothesis."""
         encoder_outputs = model_kwargs.get("encoder_outputs")
         if expand_size == 1 or encoder_outputs is None:
             return super()._expand_inputs_for_generation(
@@ -467,15 +434,10 @@ class ScratchTransformerForConditionalGeneration(
             )
         del model_kwargs["encoder_outputs"]
         source_mask = model_kwargs.pop("attention_mask", None)
-        per_source = expand_size * model_kwargs.pop("sequences_per_source", 1)
         input_ids, model_kwargs = super()._expand_inputs_for_generation(
             expand_size, False, input_ids, **model_kwargs
         )
-        model_kwargs.update(
-            encoder_outputs=encoder_outputs,
-            attention_mask=source_mask,
-            sequences_per_source=per_source,
-        )
+        model_kwargs.update(encoder_outputs=encoder_outputs, attention_mask=source_mask)
         return input_ids, model_kwargs
 
     def generate(self, *args, **kwargs):
@@ -518,7 +480,6 @@ class ScratchTransformerForConditionalGeneration(
         output_attentions: bool | None = None,
         output_hidden_states: bool | int | list[int] | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        sequences_per_source: int = 1,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""labels (B, T): the target tokens, -100 where nothing is predicted (padding). Without
@@ -526,36 +487,29 @@ class ScratchTransformerForConditionalGeneration(
         loss is the label-smoothed cross-entropy (eps = `config.label_smoothing`), the mean over
         labelled tokens.
         logits_to_keep: project only the last n positions to the vocabulary (`generate()` passes 1).
-        sequences_per_source: k decoder sequences per source (beam search's hypotheses, which
-        `generate()` decodes this way), rows i*k .. i*k + k - 1 for source i.
         """
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        encoder_outputs, decoder_outputs = self.model._encode_decode(
+        outputs = self.model(
             input_ids,
-            attention_mask,
-            decoder_input_ids,
-            decoder_attention_mask,
-            encoder_outputs,
-            cache,
-            inputs_embeds,
-            decoder_inputs_embeds,
-            use_cache,
-            output_attentions,
-            output_hidden_states,
-            sequences_per_source,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
-        hidden_states = decoder_outputs.last_hidden_state
-        if isinstance(logits_to_keep, int):
-            hidden_states = hidden_states[:, -logits_to_keep:]  # 0 keeps every position
-        else:
-            hidden_states = hidden_states[:, logits_to_keep]
+        hidden_states = keep_positions(outputs.last_hidden_state, logits_to_keep)
         logits = self.lm_head(hidden_states)  # E^T: (B, T, V)
         if self.final_logits_bias is not None:
-            # In place: the bias is a constant, and the logits are the model's largest tensor.
-            logits.add_(self.final_logits_bias)
+            logits = logits + self.final_logits_bias
         loss = None
         if labels is not None:
             loss = cross_entropy(
@@ -567,13 +521,13 @@ class ScratchTransformerForConditionalGeneration(
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            cache=decoder_outputs.cache,
-            decoder_hidden_states=decoder_outputs.hidden_states,
-            decoder_attentions=decoder_outputs.attentions,
-            cross_attentions=decoder_outputs.cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
+            cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
         )
 
 

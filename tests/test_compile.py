@@ -185,3 +185,87 @@ def test_onnx_export_runs_in_onnx_runtime_with_eagers_outputs(family, tmp_path):
     with torch.no_grad():
         expected = model(input_ids=input_ids, attention_mask=attention_mask).logits
     np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _compiled_graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def _generate_without_output(model, capfd, **kwargs) -> torch.Tensor:
+    """`model.generate(**kwargs)`, checking that it printed nothing and warned of nothing a user
+    would see."""
+    import warnings
+
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generated = model.generate(**kwargs)
+    printed = capfd.readouterr()
+    assert printed.out == printed.err == "", printed
+    # DeprecationWarnings are hidden outside __main__, as Python shows them: torch's first compile
+    # in a process raises some of its own.
+    shown = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
+    assert shown == []
+    return generated
+
+
+@pytest.mark.parametrize("family", ["gpt", "transformer"])
+def test_static_cache_generate_compiles_the_decoding_step_on_cpu_and_reuses_it(family, capfd):
+    """`generate(cache_implementation="static")` on CPU compiles the decoding step (transformers
+    compiles it on accelerators only), decodes the dynamic cache's tokens, prints nothing, and
+    reuses the compiled step: again for a shorter call, and after one more compile (sizes made
+    dynamic) for other batch sizes."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    model_class, make_config, _ = CASES[family]
+    model = model_class(make_config()).eval()
+    generator = torch.Generator().manual_seed(0)
+
+    def check(batch_size: int, new_tokens: int) -> None:
+        input_ids = torch.randint(3, 61, (batch_size, 7), generator=generator)
+        attention_mask = torch.ones_like(input_ids)
+        attention_mask[0, :2] = 0  # left padding for GPT, a short source for the Transformer
+        if family == "transformer":
+            attention_mask = attention_mask.flip(-1)
+        settings = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+        dynamic = model.generate(**settings)
+        static = _generate_without_output(model, capfd, **settings, cache_implementation="static")
+        assert torch.equal(static, dynamic)
+
+    check(batch_size=2, new_tokens=8)
+    assert _compiled_graphs() == 1  # the decoding step (the prefill runs eagerly)
+    check(batch_size=2, new_tokens=5)
+    assert _compiled_graphs() == 1
+    check(batch_size=3, new_tokens=8)
+    check(batch_size=4, new_tokens=8)
+    assert _compiled_graphs() == 2  # one recompile, for a dynamic batch size
+
+
+def test_a_step_compiled_with_dynamic_sizes_takes_the_4d_mask_of_a_static_cache():
+    """A decoding step whose cache length the compiler has made symbolic (as torch does once it
+    has seen a second length) reads the 4-D mask of fixed size that transformers builds for a
+    static cache, and gives eager's logits."""
+    from transformers import StaticCache
+
+    torch._dynamo.reset()
+    model = ScratchGPTLMHeadModel(tiny_gpt_config()).eval()
+    prompt = torch.randint(1, 101, (2, 5))
+    logits = {}
+    for name, step in (("eager", model), ("compiled", torch.compile(model, fullgraph=True))):
+        cache = StaticCache(config=model.config, max_cache_len=9)
+        with torch.no_grad():
+            model(prompt, cache=cache)  # the prefill, eagerly
+            for layer in cache.layers:
+                torch._dynamo.maybe_mark_dynamic(layer.keys, 2)
+                torch._dynamo.maybe_mark_dynamic(layer.values, 2)
+            mask = (torch.arange(9) <= 5)[None, None, None, :].expand(2, 1, 1, 9)  # (B, 1, T, S)
+            position_ids = torch.full((2, 1), 5)
+            token = prompt[:, -1:]
+            logits[name] = step(token, attention_mask=mask, position_ids=position_ids, cache=cache)
+    torch.testing.assert_close(logits["compiled"].logits, logits["eager"].logits)

@@ -14,6 +14,7 @@ from conftest import (
 )
 from conftest import tiny_transformer_config as tiny_config
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianModel, MarianMTModel
+from transformers.cache_utils import EncoderDecoderCache
 
 from hf_scratch import (
     ScratchTransformerConfig,
@@ -346,11 +347,11 @@ def test_cached_and_uncached_generation_are_identical(generation):
 
 
 @torch.no_grad()
-def decode_step_by_step(model, input_ids, attention_mask, decoder_input_ids, **kwargs):
-    """The logits of every target position, one decoder call per position with the cache, and
-    the cache."""
+def decode_step_by_step(model, input_ids, attention_mask, decoder_input_ids, cache=None):
+    """The logits of every target position, one decoder call per position with the cache (a new
+    dynamic one unless given), and the cache."""
     encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
-    cache, steps = None, []
+    steps = []
     for t in range(decoder_input_ids.shape[1]):
         step = model(
             encoder_outputs=encoder_outputs,
@@ -358,7 +359,6 @@ def decode_step_by_step(model, input_ids, attention_mask, decoder_input_ids, **k
             decoder_input_ids=decoder_input_ids[:, t : t + 1],
             cache=cache,
             use_cache=True,
-            **kwargs,
         )
         cache = step.cache
         steps.append(step.logits)
@@ -378,9 +378,9 @@ def test_incremental_decoding_equals_full_decoding():
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_several_sequences_per_source_equal_repeated_sources(implementation):
-    """k target sequences per source read the source once (`sequences_per_source`) and give what
-    the source repeated k times gives: logits, cross-attention weights, and step by step with a
-    cache."""
+    """k target sequences per source (a decoder batch k times the encoder's) read the source once
+    and give what the source repeated k times gives: logits, cross-attention weights, and step by
+    step with a cache."""
     model = random_model()
     model.set_attn_implementation(implementation)
     input_ids, attention_mask = source_batch()  # source 1 and 2 padded
@@ -395,21 +395,70 @@ def test_several_sequences_per_source_equal_repeated_sources(implementation):
             input_ids,
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
-            sequences_per_source=2,
             output_attentions=True,
         )
-    logits, cache = decode_step_by_step(
-        model, input_ids, attention_mask, decoder_input_ids, sequences_per_source=2
-    )
+    logits, cache = decode_step_by_step(model, input_ids, attention_mask, decoder_input_ids)
     torch.testing.assert_close(actual.logits, expected.logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logits, expected.logits, atol=1e-5, rtol=1e-5)
     for ours, theirs in zip(actual.cross_attentions, expected.cross_attentions, strict=True):
         assert ours.shape == (6, 4, 4, 9)
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     assert cache.cross_attention_cache.layers[0].keys.shape[0] == 3  # one row per source
-    message = r"batch size 6, .* 3 sequences and sequences_per_source is 3"
+    message = r"batch size 7, not a multiple of the encoder output's 3 sequences"
     with pytest.raises(ValueError, match=message):
-        model(input_ids, decoder_input_ids=decoder_input_ids, sequences_per_source=3)
+        model(input_ids, decoder_input_ids=torch.randint(3, VOCAB, (7, 4)))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(do_sample=False),
+        dict(do_sample=False, num_beams=3, num_return_sequences=2),
+        dict(do_sample=True, top_k=20),
+    ],
+    ids=["greedy", "beam", "sample"],
+)
+def test_static_cache_generates_the_dynamic_caches_tokens(settings):
+    """`generate(cache_implementation="static")` on padded sources: fixed-size self-attention
+    buffers, a cross-attention buffer of one row per source, the 4-D masks transformers builds;
+    the dynamic cache's tokens. The steps run eagerly here; test_compile.py checks the compiled
+    ones."""
+    model = random_model()
+    input_ids, attention_mask = source_batch()
+    generated = {}
+    for implementation in ("dynamic", "static"):
+        torch.manual_seed(5)
+        generated[implementation] = model.generate(
+            input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=8,
+            cache_implementation=implementation,
+            disable_compile=True,
+            **settings,
+        )
+    assert torch.equal(generated["static"], generated["dynamic"])
+
+
+def test_static_cache_layers_passed_in_continue_as_the_full_forward():
+    """An `EncoderDecoderCache` of two `StaticCache`s, filled step by step, gives the logits of
+    the full forward; the cross-attention buffer holds one row per source."""
+    from transformers import StaticCache
+
+    model = random_model()
+    input_ids, attention_mask = source_batch()
+    decoder_input_ids = torch.randint(3, VOCAB, (6, 5))  # two target sequences per source
+    with torch.no_grad():
+        full = model(input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids)
+        cache = EncoderDecoderCache(
+            StaticCache(config=model.config, max_cache_len=12),
+            StaticCache(config=model.config, max_cache_len=input_ids.shape[1]),
+        )
+        logits, _ = decode_step_by_step(
+            model, input_ids, attention_mask, decoder_input_ids, cache=cache
+        )
+    torch.testing.assert_close(logits, full.logits, atol=1e-5, rtol=1e-5)
+    assert int(cache.get_seq_length()) == 5
+    assert cache.cross_attention_cache.layers[0].keys.shape[0] == 3
 
 
 def test_beam_search_outputs_are_marians_in_shape_and_value():
@@ -622,7 +671,7 @@ def test_resizing_the_shared_vocabulary_keeps_everything_tied(tmp_path):
                 input_ids=torch.full((2, 5), 3),
                 decoder_input_ids=torch.full((3, 2), 3),
             ),
-            "decoder input has batch size 3, but the encoder output has 2 sequences",
+            "decoder input has batch size 3, not a multiple of the encoder output's 2 sequences",
         ),
         (
             lambda: dict(
