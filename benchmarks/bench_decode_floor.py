@@ -8,18 +8,24 @@ The floor is one decoding step written as bare functional calls on the same weig
 output objects or `generate()`. It generates the same tokens as our model (checked), so it is the
 same arithmetic with the least Python an eager implementation can have. Per model, in ms per new
 token (fp32, CPU, batch 1, greedy, no end-of-sequence token):
+- weights: the model's weight bytes read once at the measured memory bandwidth, the bound no
+  implementation passes at batch 1;
+- projection: the output projection onto the vocabulary alone, (1, 1, C) x W^T, once per token;
 - floor: the functional loop;
-- ours loop: our model called step by step with a cache, argmax in between;
-- ours / reference generate: `generate()`, what bench_gpt.py and bench_transformer.py time;
-- ceiling: reference generate / (floor + the per-token cost `generate()` adds to our loop, i.e.
+- ours loop / compiled loop: our model called step by step with a cache, argmax in between, eager
+  (dynamic cache) or compiled as `generate()` compiles it (static cache, `cpu_compile_config`);
+- ours / compiled / ref generate: `generate()`, eager, with `cache_implementation="static"`
+  (compiled), and the reference's (what bench_gpt.py and bench_transformer.py time). A generate
+  column minus its loop is `generate()`'s own per-step bookkeeping;
+- ceiling: ref generate / (floor + the per-token cost `generate()` adds to our loop, i.e.
   ours generate - ours loop: prompt or encoder pass, cache and logits bookkeeping). It is the
   ratio an implementation with no per-operation overhead at all would reach through
   transformers' `generate()`.
 Models: GPT-2 layout, bench_gpt.py's small config (64 tokens after a 32-token prompt); Marian /
 the Transformer, bench_transformer.py's small and base configs (48 tokens after a 64-token source).
 
-`--smoke` checks that it runs and that all four generate the same tokens: every section once, in one
-process, at those scripts' tiny sizes (their `TINY`); the numbers mean nothing.
+`--smoke` checks that it runs and that all of them generate the same tokens: every section once, in
+one process, at those scripts' tiny sizes (their `TINY`); the numbers mean nothing.
 """
 
 from functools import partial
@@ -29,10 +35,13 @@ import bench_transformer
 import torch
 import torch.nn.functional as F
 from common import benchmark_arguments, interleaved_medians, parse, print_table, run_sections
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from decoding import memory_bandwidth_gbs, weight_bytes
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache, StaticCache
 
-HEADER = ["model (batch 1, greedy)", "floor", "ours loop", "ours generate", "ref generate"]
-HEADER += ["ratio", "ceiling"]
+from hf_scratch.pretrained import cpu_compile_config
+
+HEADER = ["model (batch 1, greedy)", "weights", "projection", "floor", "ours loop", "compiled loop"]
+HEADER += ["ours generate", "compiled generate", "ref generate", "ratio", "ceiling"]
 
 
 def _attend(layer, hidden, cache, index):
@@ -131,14 +140,22 @@ def gpt2_loops(new_tokens: int):
             new_tokens,
         )
 
-    @torch.no_grad()
-    def loop():
-        cache = DynamicCache(config=config)
-        ours(prompt[:, :-1], cache=cache)
-        return _greedy(lambda token, i: ours(token, cache=cache).logits, prompt[:, -1:], new_tokens)
+    def loop(model, cache):
+        with torch.no_grad():
+            ours(prompt[:, :-1], cache=cache)  # eagerly, as generate() runs the prompt
+            step = lambda token, i: model(token, cache=cache).logits  # noqa: E731
+            return _greedy(step, prompt[:, -1:], new_tokens)
 
+    compiled = torch.compile(ours, **cpu_compile_config().to_dict())
+    loops = {
+        "floor": floor,
+        "loop": lambda: loop(ours, DynamicCache(config=config)),
+        "compiled loop": lambda: loop(
+            compiled, _static_cache(config, prompt.shape[1] + new_tokens)
+        ),
+    }
     settings = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
-    return ours, reference, {"input_ids": prompt}, settings, floor, loop
+    return ours, reference, {"input_ids": prompt}, settings, loops
 
 
 def marian_loops(name: str, new_tokens: int):
@@ -169,33 +186,63 @@ def marian_loops(name: str, new_tokens: int):
             lambda token, i: marian_floor_step(ours, token, i, cache, cross), start, new_tokens
         )
 
-    @torch.no_grad()
-    def loop():
-        cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+    def loop(model, self_cache, cross_cache):
+        cache = EncoderDecoderCache(self_cache, cross_cache)
         inputs = dict(encoder_outputs=(encoder_output,), attention_mask=source["attention_mask"])
-        return _greedy(
-            lambda token, i: ours(decoder_input_ids=token, cache=cache, **inputs).logits,
-            start,
-            new_tokens,
-        )
+        with torch.no_grad():
+            # The first step eagerly, as generate() runs it, then `model`'s steps.
+            first = ours(decoder_input_ids=start, cache=cache, **inputs).logits.argmax(-1)
+            step = lambda token, i: model(decoder_input_ids=token, cache=cache, **inputs).logits  # noqa: E731
+            return [int(first), *_greedy(step, first, new_tokens - 1)]
 
+    compiled = torch.compile(ours, **cpu_compile_config().to_dict())
+    source_length = source["input_ids"].shape[1]
+    loops = {
+        "floor": floor,
+        "loop": lambda: loop(ours, DynamicCache(config=config), DynamicCache(config=config)),
+        "compiled loop": lambda: loop(
+            compiled,
+            _static_cache(config, new_tokens + 1),
+            _static_cache(config, source_length),
+        ),
+    }
     settings = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, num_beams=1)
-    return ours, reference, source, settings, floor, loop
+    return ours, reference, source, settings, loops
+
+
+def _static_cache(config, length: int) -> StaticCache:
+    return StaticCache(config=config, max_cache_len=length)
+
+
+def projection_per_token(model, new_tokens: int):
+    """The output projection of one decoding step alone, `new_tokens` times: (1, 1, C) x W^T."""
+    weight = model.get_output_embeddings().weight
+    hidden = torch.randn(1, 1, weight.shape[1])
+
+    def run():
+        with torch.no_grad():
+            for _ in range(new_tokens):
+                F.linear(hidden, weight)
+
+    return run
 
 
 def bench(label: str, make_loops, new_tokens: int, repeats: int) -> list[list]:
-    ours, reference, inputs, settings, floor, loop = make_loops(new_tokens)
+    ours, reference, inputs, settings, loops = make_loops(new_tokens)
+    static = dict(cache_implementation="static")
     generated = [
-        model.generate(**inputs, **settings)[0, -new_tokens:].tolist()
-        for model in (ours, reference)
+        model.generate(**inputs, **settings, **extra)[0, -new_tokens:].tolist()
+        for model, extra in ((ours, {}), (reference, {}), (ours, static))
     ]
-    if not floor() == loop() == generated[0] == generated[1]:
-        raise AssertionError(f"{label}: the floor, our loop and generate() disagree")
+    decoded = [loop() for loop in loops.values()]
+    if any(tokens != generated[0] for tokens in decoded + generated):
+        raise AssertionError(f"{label}: the loops and generate() disagree")
     times = interleaved_medians(
         {
-            "floor": floor,
-            "loop": loop,
+            **loops,
+            "projection": projection_per_token(ours, new_tokens),
             "ours": lambda: ours.generate(**inputs, **settings),
+            "compiled": lambda: ours.generate(**inputs, **settings, **static),
             "reference": lambda: reference.generate(**inputs, **settings),
         },
         repeats=repeats,
@@ -204,17 +251,10 @@ def bench(label: str, make_loops, new_tokens: int, repeats: int) -> list[list]:
     )
     ms = {name: seconds / new_tokens * 1e3 for name, seconds in times.items()}
     ceiling = ms["reference"] / (ms["floor"] + ms["ours"] - ms["loop"])
-    return [
-        [
-            label,
-            ms["floor"],
-            ms["loop"],
-            ms["ours"],
-            ms["reference"],
-            ms["reference"] / ms["ours"],
-            ceiling,
-        ]
-    ]
+    weights_ms = weight_bytes(ours) / memory_bandwidth_gbs() / 1e6
+    columns = ["projection", "floor", "loop", "compiled loop", "ours", "compiled", "reference"]
+    row = [label, weights_ms, *(ms[name] for name in columns)]
+    return [[*row, ms["reference"] / ms["ours"], ceiling]]
 
 
 def main() -> None:

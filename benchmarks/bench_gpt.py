@@ -24,19 +24,22 @@ from functools import partial
 
 import torch
 from common import (
-    COMPARISON_HEADER,
     benchmark_arguments,
-    generation_row,
     interleaved_medians,
-    interleaved_peak_memory_mib,
     machine_peak_gflops,
     mfu,
     parse,
-    print_table,
     run_sections,
     smoke_or,
     throughput_row,
-    training_step,
+    training_rows,
+)
+from decoding import (
+    ctranslate2_decoder,
+    decoding_rows,
+    memory_bandwidth_gbs,
+    print_tables,
+    weight_bytes,
 )
 from transformers import GPT2Config, GPT2LMHeadModel, OpenAIGPTConfig, OpenAIGPTLMHeadModel
 
@@ -108,14 +111,11 @@ def bench_training(kind: str, peak: float, repeats: int) -> list[list]:
     torch.manual_seed(1)
     input_ids = torch.randint(0, reference.config.vocab_size, (size.batch, size.length))
     batch = {"input_ids": input_ids, "labels": input_ids}
-    steps = {"ours": training_step(ours, batch), "reference": training_step(reference, batch)}
-    times = interleaved_medians(steps, repeats=repeats, warmup=2)
-    memory = interleaved_peak_memory_mib(steps)
     flops = 3 * forward_flops(reference.config, size.batch, size.length)
     label = "OpenAIGPTLMHeadModel" if kind == "openai-gpt" else "GPT2LMHeadModel (sdpa)"
-    utilization = mfu(flops, times, peak)
+    label = f"train step vs {label}"
     tokens = input_ids.numel()
-    return [throughput_row(f"train step vs {label}", tokens, times, utilization, memory)]
+    return training_rows(label, ours, reference, batch, tokens, flops, peak, repeats)
 
 
 def bench_inference(kind: str, peak: float, repeats: int) -> list[list]:
@@ -134,6 +134,15 @@ def bench_inference(kind: str, peak: float, repeats: int) -> list[list]:
     return [throughput_row(label, input_ids.numel(), times, mfu(flops, times, peak))]
 
 
+# The reference GPT-1 has no KV cache: each step runs the whole prefix again, and its attention is
+# the explicit formula. Our rows against it credit those two features, not the implementation.
+OPENAI_GPT_FEATURES = {
+    "transformers static+compile": None,  # OpenAIGPTLMHeadModel takes no cache
+    "ours eager": "KV cache, SDPA (the reference has neither)",
+    "ours compiled": "KV cache (static), SDPA, compiled step",
+}
+
+
 def bench_generation(kind: str, repeats: int) -> list[list]:
     size = chosen_sizes()
     ours, reference = reference_pair(kind, size.small)
@@ -141,21 +150,20 @@ def bench_generation(kind: str, repeats: int) -> list[list]:
     # pays for the end-of-sequence bookkeeping of generate().
     for model in (ours, reference):
         model.generation_config.eos_token_id = None
+    end_of_text = reference.config.eos_token_id
+    special = dict(bos_token=end_of_text, eos_token=end_of_text, unk_token=end_of_text)
+    ct2 = ctranslate2_decoder(reference, special) if kind == "gpt2" else None  # no GPT-1 loader
+    floor_ms = weight_bytes(reference) / memory_bandwidth_gbs() / 1e6
+    features = OPENAI_GPT_FEATURES if kind == "openai-gpt" else None
     rows = []
     for batch in size.generate_batches:
         torch.manual_seed(1)
         prompt = torch.randint(0, reference.config.vocab_size, (batch, size.prompt))
         settings = dict(max_new_tokens=size.new_tokens, do_sample=False, pad_token_id=0)
-        rows.append(
-            generation_row(
-                f"generate b{batch} vs {type(reference).__name__}",
-                ours,
-                reference,
-                {"input_ids": prompt},
-                settings,
-                new_tokens=size.new_tokens,
-                repeats=repeats,
-            )
+        label = f"{kind} greedy b{batch}"
+        inputs = {"input_ids": prompt}
+        rows += decoding_rows(
+            label, ours, reference, ct2, inputs, settings, repeats, floor_ms, features
         )
     return rows
 
@@ -173,8 +181,7 @@ def main() -> None:
     }
     rows = run_sections(sections, args, peak)
     if args.section is None:
-        print("tokens/s (training, forward); ms per new token (generate)")
-        print_table(COMPARISON_HEADER, [row for section in rows.values() for row in section])
+        print_tables(rows)
 
 
 if __name__ == "__main__":

@@ -25,19 +25,22 @@ from functools import partial
 
 import torch
 from common import (
-    COMPARISON_HEADER,
     benchmark_arguments,
-    generation_row,
     interleaved_medians,
-    interleaved_peak_memory_mib,
     machine_peak_gflops,
     mfu,
     parse,
-    print_table,
     run_sections,
     smoke_or,
     throughput_row,
-    training_step,
+    training_rows,
+)
+from decoding import (
+    ctranslate2_decoder,
+    decoding_rows,
+    memory_bandwidth_gbs,
+    print_tables,
+    weight_bytes,
 )
 from transformers import MarianConfig, MarianMTModel
 
@@ -66,6 +69,7 @@ class Sizes:
     length: int  # source and target tokens
     new_tokens: int  # generate()
     generate_batches: tuple[int, ...]
+    decode_vocabulary: int  # the small config's vocabulary in generate()
 
 
 FULL = Sizes(
@@ -75,6 +79,7 @@ FULL = Sizes(
     length=64,
     new_tokens=48,
     generate_batches=(1, 16),
+    decode_vocabulary=32000,
 )
 TINY = Sizes(  # --smoke
     small=layout(vocab_size=1000, d_model=32, layers=2, heads=2, ffn_dim=64),
@@ -83,6 +88,7 @@ TINY = Sizes(  # --smoke
     length=16,
     new_tokens=8,
     generate_batches=(1, 2),
+    decode_vocabulary=1000,
 )
 
 
@@ -140,12 +146,9 @@ def bench_training(peak: float, repeats: int) -> list[list]:
     ours.train()
     reference.train()
     batch = random_batch(reference.config.vocab_size, size.batch)
-    steps = {"ours": training_step(ours, batch), "reference": training_step(reference, batch)}
-    times = interleaved_medians(steps, repeats=repeats, warmup=2)
-    memory = interleaved_peak_memory_mib(steps)
     flops = 3 * forward_flops(reference.config, size.batch, size.length, size.length)
     tokens = batch["input_ids"].numel() + batch["labels"].numel()
-    return [throughput_row("train step, small", tokens, times, mfu(flops, times, peak), memory)]
+    return training_rows("train step, small", ours, reference, batch, tokens, flops, peak, repeats)
 
 
 def bench_inference(peak: float, repeats: int) -> list[list]:
@@ -167,34 +170,32 @@ def bench_inference(peak: float, repeats: int) -> list[list]:
 
 
 def bench_generation(repeats: int, name: str) -> list[list]:
-    """The generate() rows of the small or the base config (`name`)."""
+    """The generate() rows of the small (with the vocabulary of 32,000) or the base config
+    (`name`): greedy and beam search at batch 1 and 16 (base: batch 1)."""
     size = chosen_sizes()
-    ours, reference = reference_pair(getattr(size, name))
+    sizes = {**size.small, "vocab_size": size.decode_vocabulary} if name == "small" else size.base
+    ours, reference = reference_pair(sizes)
     new_tokens = size.new_tokens
     # No end-of-sequence token: every run generates exactly `new_tokens` tokens.
     for model in (ours, reference):
         model.generation_config.eos_token_id = None
         model.generation_config.forced_eos_token_id = None
+    config = reference.config
+    special = dict(eos_token=config.eos_token_id, unk_token=1, pad_token=config.pad_token_id)
+    ct2 = ctranslate2_decoder(reference, special)
+    floor_ms = weight_bytes(reference) / memory_bandwidth_gbs() / 1e6
+    batches = size.generate_batches if name == "small" else size.generate_batches[:1]
     rows = []
     for num_beams in (1, 4):
-        for batch_size in size.generate_batches:
-            source = random_batch(reference.config.vocab_size, batch_size)
+        for batch_size in batches:
+            source = random_batch(config.vocab_size, batch_size)
             source.pop("labels")
             settings = dict(
                 max_new_tokens=new_tokens, min_new_tokens=new_tokens, num_beams=num_beams
             )
             search = "greedy" if num_beams == 1 else f"beam {num_beams}"
-            rows.append(
-                generation_row(
-                    f"generate {search} b{batch_size}, {name}",
-                    ours,
-                    reference,
-                    source,
-                    settings,
-                    new_tokens,
-                    repeats,
-                )
-            )
+            label = f"{name} {search} b{batch_size}"
+            rows += decoding_rows(label, ours, reference, ct2, source, settings, repeats, floor_ms)
     return rows
 
 
@@ -211,8 +212,7 @@ def main() -> None:
     }
     rows = run_sections(sections, args, peak)
     if args.section is None:
-        print("tokens/s (training, forward); ms per new token (generate)")
-        print_table(COMPARISON_HEADER, [row for section in rows.values() for row in section])
+        print_tables(rows)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import ctypes
 import gc
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -99,8 +100,9 @@ def interleaved_medians(
     warmup: int = 3,
     min_seconds: float = 2.0,
 ) -> dict[str, float]:
-    """Median seconds per call of each candidate, run round-robin so that load spikes hit all of
-    them alike.
+    """Median seconds per call of each candidate, run round-robin, each round in a new shuffled
+    order, so that load spikes and what one call leaves behind (caches, allocator state) hit all
+    of them alike.
 
     Runs at least `repeats` rounds, and more for fast candidates, until a round's samples add up to
     about `min_seconds` per candidate: medians of a few milliseconds need many samples on a shared
@@ -114,7 +116,9 @@ def interleaved_medians(
     times: dict[str, list[float]] = {name: [] for name in candidates}
     rounds = 0
     while rounds < repeats or min(sum(samples) for samples in times.values()) < min_seconds:
-        for name, run in candidates.items():
+        order = list(candidates.items())
+        random.shuffle(order)
+        for name, run in order:
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
@@ -209,10 +213,13 @@ def step_peak_memory_mib(step) -> float:
 
 
 def interleaved_peak_memory_mib(steps: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Median over 3 interleaved rounds (1 with `--smoke`) of the peak memory each step adds."""
+    """Median over 3 interleaved rounds (1 with `--smoke`), each in a shuffled order, of the peak
+    memory each step adds."""
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(1 if SMOKE else 3):
-        for name, step in steps.items():
+        order = list(steps.items())
+        random.shuffle(order)
+        for name, step in order:
             samples[name].append(step_peak_memory_mib(step))
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -262,26 +269,29 @@ def training_step(model, batch: dict[str, torch.Tensor]):
     return step
 
 
-def generation_row(
-    label: str, ours, reference, inputs: dict, settings: dict, new_tokens: int, repeats: int
-) -> list:
-    """One table row for `generate()`: the reference's and our milliseconds per new token, their
-    ratio, and whether both produced the same tokens. `inputs` and `settings` are passed to both."""
-    models = {"ours": ours, "reference": reference}
-    generated = {name: model.generate(**inputs, **settings) for name, model in models.items()}
-    same = torch.equal(generated["ours"], generated["reference"])
-    times = interleaved_medians(
-        {name: lambda m=model: m.generate(**inputs, **settings) for name, model in models.items()},
-        repeats=repeats,
-        warmup=1,
-        min_seconds=0,
-    )
-    return [
-        label,
-        times["reference"] / new_tokens * 1e3,
-        times["ours"] / new_tokens * 1e3,
-        times["reference"] / times["ours"],
-        "same tokens" if same else "TOKENS DIFFER",
-        "",
-        "",
-    ]
+def training_rows(
+    label: str,
+    ours,
+    reference,
+    batch: dict[str, torch.Tensor],
+    tokens: int,
+    flops: float,
+    peak: float,
+    repeats: int,
+) -> list[list]:
+    """The training-step rows of a model pair: both eager, then both under `torch.compile`
+    (inductor's defaults; left out with `--smoke`, where compiling would take most of the run,
+    and which tests/test_compile.py covers)."""
+    rows = []
+    for compiled in (False, True):
+        if compiled and SMOKE:
+            break
+        models = {"ours": ours, "reference": reference}
+        if compiled:
+            models = {name: torch.compile(model) for name, model in models.items()}
+        steps = {name: training_step(model, batch) for name, model in models.items()}
+        times = interleaved_medians(steps, repeats=repeats, warmup=2)
+        memory = interleaved_peak_memory_mib(steps)
+        name = f"{label}, both compiled" if compiled else label
+        rows.append(throughput_row(name, tokens, times, mfu(flops, times, peak), memory))
+    return rows

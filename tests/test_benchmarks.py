@@ -1,6 +1,6 @@
 """The README's benchmark commands run (`--smoke`: tiny sizes, every measurement once, in one
-process; the numbers mean nothing), and within them our models and the references still agree:
-same generated tokens."""
+process; the numbers mean nothing), and within them our models, the references and CTranslate2
+still agree: same generated tokens."""
 
 import os
 import subprocess
@@ -26,3 +26,4 @@ def test_benchmark_runs_and_both_models_agree(benchmark):
     assert "TOKENS DIFFER" not in result.stdout
     if benchmark in ("gpt", "transformer"):
         assert "same tokens" in result.stdout
+        assert "| CTranslate2 " in result.stdout  # a test extra: its tokens are checked too
