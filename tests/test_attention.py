@@ -111,20 +111,36 @@ def test_soft_attention_is_softmax_weighted_sum_of_values(make_score):
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, T, dtype=torch.float64))
 
 
-def test_plain_attention_sums_the_keys_themselves():
+def test_plain_attention_on_a_worked_example():
+    """K = V = H: with keys e_1, e_2 and the query 2 e_1, the dot scores are (2, 0), the weights
+    (e^2, 1) / (e^2 + 1) and the context the keys weighted by them."""
     attention = SoftAttention(DotScore())
-    query, keys = torch.randn(B, T, DK), torch.randn(B, S, DK)
+    keys = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]], dtype=torch.float64)  # (1, S=2, 2)
+    query = torch.tensor([[[2.0, 0.0]]], dtype=torch.float64)  # (1, T=1, 2)
     context, weights = attention(query, keys)
-    torch.testing.assert_close(context, weights @ keys)
+    e2 = math.exp(2.0)
+    expected = torch.tensor([[[e2 / (e2 + 1), 1 / (e2 + 1)]]], dtype=torch.float64)
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(context, expected)  # sum_i a_i e_i = (a_1, a_2)
 
 
 def test_rnn_decoder_style_single_query_attention():
-    """A decoder state (B, Dq) attends over encoder states (B, S, Dk) of another size: the Bahdanau
-    use."""
-    attention = SoftAttention(AdditiveScore(query_size=10, key_size=DK, hidden_size=16))
-    decoder_state, encoder_states = torch.randn(B, 10), torch.randn(B, S, DK)
+    """A decoder state q (B, Dq) attends over encoder states h_i (B, S, Dk) of another size, the
+    Bahdanau use: a_i = softmax_i(v^T tanh(W h_i + U q)), c = sum_i a_i h_i, written out per
+    position with the module's own W, U and v."""
+    score = AdditiveScore(query_size=10, key_size=DK, hidden_size=16).double()
+    attention = SoftAttention(score)
+    decoder_state = torch.randn(B, 10, dtype=torch.float64)
+    encoder_states = torch.randn(B, S, DK, dtype=torch.float64)
     context, weights = attention(decoder_state.unsqueeze(1), encoder_states)
-    assert context.shape == (B, 1, DK) and weights.shape == (B, 1, S)
+    W, U, v = score.key_proj.weight, score.query_proj.weight, score.v.weight[0]
+    for b in range(B):
+        scores = torch.stack(
+            [v @ torch.tanh(W @ encoder_states[b, i] + U @ decoder_state[b]) for i in range(S)]
+        )
+        a = scores.softmax(0)
+        torch.testing.assert_close(weights[b, 0], a)
+        torch.testing.assert_close(context[b, 0], (a[:, None] * encoder_states[b]).sum(0))
 
 
 # --------------------------------------------------------------------------------------------------

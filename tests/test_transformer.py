@@ -2,6 +2,8 @@
 converters, generation with the encoder-decoder cache, training, the Hugging Face contract, bad
 input."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -567,16 +569,41 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path):
     )
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_and_fully_padded_sources_stay_finite(dtype):
-    model = random_model().to(dtype)
+@pytest.mark.parametrize(
+    ("dtype", "tolerance", "cosine"),
+    [(torch.float16, 0.01, 0.995), (torch.bfloat16, 0.05, 0.98)],
+    ids=["fp16", "bf16"],
+)
+def test_half_precision_is_close_to_float32_with_a_fully_padded_source(dtype, tolerance, cosine):
+    """Logits and loss in half precision within `tolerance` of float32's (relative to the largest
+    logit), and the gradient of all parameters pointing the same way (at least `cosine`; five
+    random models measured >= 0.9988 in fp16 and >= 0.988 in bf16), with one source that has
+    nothing to attend to."""
+    torch.manual_seed(0)
     input_ids, attention_mask = source_batch()
     attention_mask[0] = 0  # nothing to attend to in the first source
     labels = torch.randint(3, VOCAB, (3, 5))
-    outputs = model(input_ids, attention_mask=attention_mask, labels=labels)
-    assert torch.isfinite(outputs.logits).all() and torch.isfinite(outputs.loss)
-    outputs.loss.backward()
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    reference, results = random_model(), {}
+    for precision in (torch.float32, dtype):
+        model = copy.deepcopy(reference).to(precision)
+        outputs = model(input_ids, attention_mask=attention_mask, labels=labels)
+        outputs.loss.backward()
+        gradients = torch.cat(
+            [p.grad.float().flatten() for p in model.parameters() if p.grad is not None]
+        )
+        results[precision] = (
+            outputs.logits.detach().float(),
+            outputs.loss.detach().float(),
+            gradients,
+        )
+    (logits, loss, gradients), (expected_logits, expected_loss, expected_gradients) = (
+        results[dtype],
+        results[torch.float32],
+    )
+    assert (logits - expected_logits).abs().max() <= tolerance * expected_logits.abs().max()
+    torch.testing.assert_close(loss, expected_loss, rtol=tolerance, atol=0)
+    similarity = torch.nn.functional.cosine_similarity(gradients, expected_gradients, dim=0)
+    assert similarity >= cosine, similarity
 
 
 # --------------------------------------------------------------------------------------------------
@@ -622,7 +649,7 @@ def test_tied_weights_survive_save_and_load(tmp_path):
     )
     torch.testing.assert_close(embedding, model.lm_head.weight)
     table = loaded.model.decoder.embed_positions
-    torch.testing.assert_close(table.weight, table.reset_table())
+    torch.testing.assert_close(table.weight, table.computed_table())
 
 
 def test_resizing_the_shared_vocabulary_keeps_everything_tied(tmp_path):
