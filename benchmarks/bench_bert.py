@@ -26,6 +26,7 @@ import torch
 from common import (
     COMPARISON_HEADER,
     benchmark_arguments,
+    inference_row,
     interleaved_medians,
     interleaved_peak_memory_mib,
     machine_peak_gflops,
@@ -127,7 +128,9 @@ def bench_pretraining(label: str, sizes: dict, sparse: bool, peak: float, repeat
         "ours": 3 * forward_flops(reference.config, *shape, predicted),
     }
     name = f"pretrain step, {label}, sparse {'on' if sparse else 'off'}"
-    return [throughput_row(name, tokens, times, mfu(flops, times, peak), memory)]
+    differences = "sparse MLM prediction (masked rows only); lean loss" if sparse else "lean loss"
+    utilization = mfu(flops, times, peak)
+    return [throughput_row(name, tokens, times, utilization, memory, differences)]
 
 
 def bench_inference(label: str, sizes: dict, repeats: int) -> list[list]:
@@ -136,13 +139,10 @@ def bench_inference(label: str, sizes: dict, repeats: int) -> list[list]:
     reference.eval()
     batch = pretraining_batch(reference.config.vocab_size)
     inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
-    with torch.no_grad():
-        times = interleaved_medians(
-            {"ours": lambda: ours(**inputs), "reference": lambda: reference(**inputs)},
-            repeats=repeats,
-            warmup=1,
-        )
-    return [throughput_row(f"inference, {label}", inputs["input_ids"].numel(), times)]
+    calls = {"ours": lambda: ours(**inputs), "reference": lambda: reference(**inputs)}
+    tokens = inputs["input_ids"].numel()
+    label = f"inference, {label}"
+    return [inference_row(label, calls, tokens, None, None, "implementation only", repeats)]
 
 
 def padding_free(padded: dict) -> dict:

@@ -25,13 +25,11 @@ from functools import partial
 import torch
 from common import (
     benchmark_arguments,
-    interleaved_medians,
+    inference_row,
     machine_peak_gflops,
-    mfu,
     parse,
     run_sections,
     smoke_or,
-    throughput_row,
     training_rows,
 )
 from decoding import (
@@ -115,7 +113,8 @@ def bench_training(kind: str, peak: float, repeats: int) -> list[list]:
     label = "OpenAIGPTLMHeadModel" if kind == "openai-gpt" else "GPT2LMHeadModel (sdpa)"
     label = f"train step vs {label}"
     tokens = input_ids.numel()
-    return training_rows(label, ours, reference, batch, tokens, flops, peak, repeats)
+    differences = LOSS if kind == "gpt2" else f"SDPA (the reference: eager attention); {LOSS}"
+    return training_rows(label, ours, reference, batch, tokens, flops, peak, repeats, differences)
 
 
 def bench_inference(kind: str, peak: float, repeats: int) -> list[list]:
@@ -123,16 +122,16 @@ def bench_inference(kind: str, peak: float, repeats: int) -> list[list]:
     ours, reference = reference_pair(kind, size.base)
     torch.manual_seed(1)
     input_ids = torch.randint(0, reference.config.vocab_size, (size.batch, size.length))
-    with torch.no_grad():
-        times = interleaved_medians(
-            {"ours": lambda: ours(input_ids), "reference": lambda: reference(input_ids)},
-            repeats=repeats,
-            warmup=1,
-        )
+    calls = {"ours": lambda: ours(input_ids), "reference": lambda: reference(input_ids)}
     flops = forward_flops(reference.config, size.batch, size.length)
     label = f"forward GPT-1 size vs {type(reference).__name__}"
-    return [throughput_row(label, input_ids.numel(), times, mfu(flops, times, peak))]
+    differences = "implementation only" if kind == "gpt2" else "SDPA (the reference: eager)"
+    tokens = input_ids.numel()
+    return [inference_row(label, calls, tokens, flops, peak, differences, repeats)]
 
+
+# Our loss keeps one log-sum-exp per row instead of a log-probability copy of the logits.
+LOSS = "lean loss"
 
 # The reference GPT-1 has no KV cache: each step runs the whole prefix again, and its attention is
 # the explicit formula. Our rows against it credit those two features, not the implementation.

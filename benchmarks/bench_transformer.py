@@ -26,13 +26,11 @@ from functools import partial
 import torch
 from common import (
     benchmark_arguments,
-    interleaved_medians,
+    inference_row,
     machine_peak_gflops,
-    mfu,
     parse,
     run_sections,
     smoke_or,
-    throughput_row,
     training_rows,
 )
 from decoding import (
@@ -148,25 +146,20 @@ def bench_training(peak: float, repeats: int) -> list[list]:
     batch = random_batch(reference.config.vocab_size, size.batch)
     flops = 3 * forward_flops(reference.config, size.batch, size.length, size.length)
     tokens = batch["input_ids"].numel() + batch["labels"].numel()
-    return training_rows("train step, small", ours, reference, batch, tokens, flops, peak, repeats)
+    differences = "lean loss, Marian's (no label smoothing) in both"
+    label = "train step, small"
+    return training_rows(label, ours, reference, batch, tokens, flops, peak, repeats, differences)
 
 
 def bench_inference(peak: float, repeats: int) -> list[list]:
     size = chosen_sizes()
     ours, reference = reference_pair(size.base)
     batch = random_batch(reference.config.vocab_size, size.batch)
-    with torch.no_grad():
-        times = interleaved_medians(
-            {
-                "ours": lambda: ours(**batch),
-                "reference": lambda: reference(**batch),
-            },
-            repeats=repeats,
-            warmup=1,
-        )
+    calls = {"ours": lambda: ours(**batch), "reference": lambda: reference(**batch)}
     flops = forward_flops(reference.config, size.batch, size.length, size.length)
     tokens = batch["input_ids"].numel() + batch["labels"].numel()
-    return [throughput_row("forward, base", tokens, times, mfu(flops, times, peak))]
+    label, differences = "forward, base", "lean loss"
+    return [inference_row(label, calls, tokens, flops, peak, differences, repeats)]
 
 
 def bench_generation(repeats: int, name: str) -> list[list]:

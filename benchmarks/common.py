@@ -159,6 +159,7 @@ COMPARISON_HEADER = [
     "MFU ref / ours",
     "MiB ref / ours",
     "mem ratio",
+    "differs from the reference in",
 ]
 
 
@@ -237,22 +238,50 @@ def throughput_row(
     label: str,
     tokens: int,
     times: dict[str, float],
-    utilization: str = "",
-    memory: dict[str, float] | None = None,
+    utilization: str,
+    memory: dict[str, float],
+    differences: str,
 ) -> list:
     """One `COMPARISON_HEADER` row: tokens/s of the reference and of ours, their ratio, the MFU
-    text, and the peak memory of both with ours/reference when measured."""
-    row = [
+    text, the peak memory of both with ours/reference, and what the two sides differ in besides
+    the implementation (a KV cache, SDPA, sparse prediction, compiling)."""
+    memory_text = f"{memory['reference']:.0f} / {memory['ours']:.0f}"
+    return [
         label,
         tokens / times["reference"],
         tokens / times["ours"],
         times["reference"] / times["ours"],
         utilization,
+        memory_text,
+        memory["ours"] / memory["reference"],
+        differences,
     ]
-    if memory is None:
-        return [*row, "", ""]
-    memory_text = f"{memory['reference']:.0f} / {memory['ours']:.0f}"
-    return [*row, memory_text, memory["ours"] / memory["reference"]]
+
+
+def inference_row(
+    label: str,
+    calls: dict[str, Callable[[], object]],
+    tokens: int,
+    flops: float | None,
+    peak: float | None,
+    differences: str,
+    repeats: int,
+) -> list:
+    """The `COMPARISON_HEADER` row of two inference calls ("ours", "reference"), timed and their
+    peak memory measured without autograd; MFU from `flops` per call when given."""
+
+    def no_grad(call):
+        def run():
+            with torch.no_grad():
+                return call()
+
+        return run
+
+    calls = {name: no_grad(call) for name, call in calls.items()}
+    times = interleaved_medians(calls, repeats=repeats, warmup=1)
+    memory = interleaved_peak_memory_mib(calls)
+    utilization = "" if flops is None else mfu(flops, times, peak)
+    return throughput_row(label, tokens, times, utilization, memory, differences)
 
 
 def training_step(model, batch: dict[str, torch.Tensor]):
@@ -275,13 +304,14 @@ def training_rows(
     reference,
     batch: dict[str, torch.Tensor],
     tokens: int,
-    flops: float,
+    flops: float | dict[str, float],
     peak: float,
     repeats: int,
+    differences: str,
 ) -> list[list]:
     """The training-step rows of a model pair: both eager, then both under `torch.compile`
     (inductor's defaults; left out with `--smoke`, where compiling would take most of the run,
-    and which tests/test_compile.py covers)."""
+    and which tests/test_compile.py covers). `differences`: what the two sides differ in."""
     rows = []
     for compiled in (False, True):
         if compiled and SMOKE:
@@ -293,5 +323,6 @@ def training_rows(
         times = interleaved_medians(steps, repeats=repeats, warmup=2)
         memory = interleaved_peak_memory_mib(steps)
         name = f"{label}, both compiled" if compiled else label
-        rows.append(throughput_row(name, tokens, times, mfu(flops, times, peak), memory))
+        utilization = mfu(flops, times, peak)
+        rows.append(throughput_row(name, tokens, times, utilization, memory, differences))
     return rows

@@ -33,7 +33,6 @@ class Reverser(nn.Module):
             num_attention_heads=1,
             intermediate_size=4 * hidden_size,
             hidden_act="relu",
-            norm_first=False,
             hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0,
             layer_norm_eps=1e-5,

@@ -56,9 +56,6 @@ class ScratchBertConfig(PreTrainedConfig):
     bos_token_id: int | None = None
     eos_token_id: int | None = None
 
-    # Post-LN blocks, as published; read by the shared residual block.
-    norm_first = False
-
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.validate_architecture()

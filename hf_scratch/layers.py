@@ -7,8 +7,8 @@ positions.
 The residual block reads these standard Hugging Face config fields (each model config defines them,
 under the paper's names too where `attribute_map` aliases them): `hidden_size`,
 `num_attention_heads`, `intermediate_size`, `hidden_act`, `hidden_dropout_prob`,
-`attention_probs_dropout_prob`, `layer_norm_eps` and `norm_first` (False = post-LN as in all three
-papers, True = pre-LN as in GPT-2).
+`attention_probs_dropout_prob` and `layer_norm_eps`. Post-LN or pre-LN is the block's own argument,
+`norm_first` (False = post-LN as in all three papers, True = pre-LN as in GPT-2).
 """
 
 import math
@@ -155,7 +155,7 @@ class SinusoidalPositionEmbedding(nn.Module):
     """Fixed sinusoidal position encodings (§3.5), looked up by position id.
 
     The table is a non-persistent buffer: it is not saved in checkpoints, and a model's
-    `_init_weights` must rebuild it with `reset_table()` after `from_pretrained` materialises
+    `_init_weights` must rebuild it with `computed_table()` after `from_pretrained` materialises
     buffers from the meta device.
     """
 
@@ -169,9 +169,9 @@ class SinusoidalPositionEmbedding(nn.Module):
         table = sinusoidal_position_table(num_positions, embedding_dim, interleaved)
         self.register_buffer("weight", table.to(torch.get_default_dtype()), persistent=False)
 
-    def reset_table(self) -> torch.Tensor:
+    def computed_table(self) -> torch.Tensor:
         """The table this module should hold, for `init.copy_(module.weight,
-        module.reset_table())`."""
+        module.computed_table())`."""
         return sinusoidal_position_table(self.num_positions, self.embedding_dim, self.interleaved)
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
@@ -221,7 +221,7 @@ class TransformerBlock(GradientCheckpointingLayer):
 
     Every sublayer is wrapped in a residual connection with dropout and layer normalisation, Add &
     Norm: post-LN (the paper, BERT, GPT-1): x = LayerNorm(x + Dropout(Sublayer(x)));
-    pre-LN  (GPT-2, `config.norm_first=True`): x = x + Dropout(Sublayer(LayerNorm(x))).
+    pre-LN  (GPT-2, `norm_first=True`): x = x + Dropout(Sublayer(LayerNorm(x))).
     An encoder block (BERT, the Transformer encoder) is `is_causal=False`; a decoder block masks the
     future (`is_causal=True`, GPT and the Transformer decoder) and, in an encoder-decoder, also
     attends to the encoder output (`has_cross_attention=True`).
@@ -238,11 +238,12 @@ class TransformerBlock(GradientCheckpointingLayer):
         *,
         is_causal: bool,
         has_cross_attention: bool = False,
+        norm_first: bool = False,
         layer_idx: int | None = None,
     ):
         super().__init__()
         hidden_size, eps = config.hidden_size, config.layer_norm_eps
-        self.norm_first = config.norm_first
+        self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(config, is_causal=is_causal, layer_idx=layer_idx)
         self.self_attn_norm = nn.LayerNorm(hidden_size, eps=eps)
         if has_cross_attention:

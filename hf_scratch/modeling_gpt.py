@@ -114,7 +114,7 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         )  # W_p
         self.dropout = nn.Dropout(config.embedding_dropout_prob)
         self.layers = nn.ModuleList(
-            TransformerBlock(config, is_causal=True, layer_idx=i)
+            TransformerBlock(config, is_causal=True, norm_first=config.norm_first, layer_idx=i)
             for i in range(config.num_hidden_layers)
         )
         # GPT-2 layout only: pre-LN leaves the last block's output unnormalised.

@@ -120,7 +120,11 @@ class _TransformerStack(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList(
             TransformerBlock(
-                config, is_causal=is_decoder, has_cross_attention=is_decoder, layer_idx=i
+                config,
+                is_causal=is_decoder,
+                has_cross_attention=is_decoder,
+                norm_first=config.norm_first,
+                layer_idx=i,
             )
             for i in range(num_layers)
         )

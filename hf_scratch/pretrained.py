@@ -210,7 +210,7 @@ class ScratchPreTrainedModel(PreTrainedModel):
         materialises unsaved buffers as uninitialised memory."""
         super()._init_weights(module)
         if isinstance(module, SinusoidalPositionEmbedding):
-            init.copy_(module.weight, module.reset_table())
+            init.copy_(module.weight, module.computed_table())
 
 
 class ScratchGenerationMixin(GenerationMixin):
