@@ -184,7 +184,7 @@ def contestants(
         Contestant("ours eager", hf(ours)),
         Contestant("ours compiled", hf(ours, **static)),
     ]
-    if reference_static:
+    if reference_static and not common.SMOKE:  # smoke runs check our code, and compiling is slow
         compiled = hf(reference, **static, compile_config=cpu_compile_config())
         everyone.append(Contestant("transformers static+compile", compiled))
     if ct2_decode is not None:

@@ -23,6 +23,16 @@ from transformers import PreTrainedConfig
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# generate() settings that a decoding test runs through: greedy, beam search returning two
+# sequences, and top-k sampling (seeded by the test).
+DECODING_MODES = [
+    dict(do_sample=False),
+    dict(do_sample=False, num_beams=3, num_return_sequences=2),
+    dict(do_sample=True, top_k=20),
+]
+DECODING_MODE_NAMES = ["greedy", "beam", "sample"]
+
+
 def block_config(
     hidden_size: int = 32,
     num_attention_heads: int = 4,

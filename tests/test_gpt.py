@@ -5,7 +5,13 @@ import subprocess
 
 import pytest
 import torch
-from conftest import EVERY_GENERATE_OUTPUT, assert_same_structure, tiny_gpt_config
+from conftest import (
+    DECODING_MODE_NAMES,
+    DECODING_MODES,
+    EVERY_GENERATE_OUTPUT,
+    assert_same_structure,
+    tiny_gpt_config,
+)
 from transformers import (
     AutoModelForCausalLM,
     GPT2Config,
@@ -554,15 +560,7 @@ def test_bf16_autocast_training_step_is_finite():
 
 
 @pytest.mark.parametrize("norm_first", [False, True], ids=["gpt1", "gpt2"])
-@pytest.mark.parametrize(
-    "settings",
-    [
-        dict(do_sample=False),
-        dict(do_sample=False, num_beams=3, num_return_sequences=2),
-        dict(do_sample=True, top_k=20),
-    ],
-    ids=["greedy", "beam", "sample"],
-)
+@pytest.mark.parametrize("settings", DECODING_MODES, ids=DECODING_MODE_NAMES)
 def test_static_cache_generates_the_dynamic_caches_tokens(norm_first, settings):
     """`generate(cache_implementation="static")`: fixed-size key/value buffers, with the 4-D masks
     transformers builds for them, give the tokens of the dynamic cache (left-padded prompts). The

@@ -8,6 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
+    DECODING_MODE_NAMES,
+    DECODING_MODES,
     EVERY_GENERATE_OUTPUT,
     assert_accumulation_matches_one_large_batch,
     assert_same_structure,
@@ -411,15 +413,7 @@ def test_several_sequences_per_source_equal_repeated_sources(implementation):
         model(input_ids, decoder_input_ids=torch.randint(3, VOCAB, (7, 4)))
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [
-        dict(do_sample=False),
-        dict(do_sample=False, num_beams=3, num_return_sequences=2),
-        dict(do_sample=True, top_k=20),
-    ],
-    ids=["greedy", "beam", "sample"],
-)
+@pytest.mark.parametrize("settings", DECODING_MODES, ids=DECODING_MODE_NAMES)
 def test_static_cache_generates_the_dynamic_caches_tokens(settings):
     """`generate(cache_implementation="static")` on padded sources: fixed-size self-attention
     buffers, a cross-attention buffer of one row per source, the 4-D masks transformers builds;
