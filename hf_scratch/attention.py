@@ -114,6 +114,31 @@ def make_attention_mask(
     return mask
 
 
+def causal_cache_mask(
+    attention_mask: torch.Tensor | None,
+    batch_size: int,
+    query_length: int,
+    cache: Cache | None,
+    past_length: int | torch.Tensor,
+    position_ids: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """The causal self-attention mask of a decoder reading `cache` (`make_attention_mask`), whose
+    keys are the `past_length` cached ones and the `query_length` new ones. A static cache's keys
+    are buffers of fixed size, their slots past the new tokens empty: the mask covers all of
+    them and is told where the filled slots end."""
+    static = cache is not None and cache.is_compileable
+    key_length = query_length if cache is None else cache.get_mask_sizes(query_length, 0)[0]
+    return make_attention_mask(
+        attention_mask,
+        batch_size,
+        query_length,
+        key_length,
+        causal=True,
+        past_length=past_length if static else None,
+        position_ids=position_ids,
+    )
+
+
 def _static_cache_mask(
     attention_mask: torch.Tensor | None,
     batch_size: int,

@@ -41,7 +41,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.utils import ModelOutput, can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 
-from .attention import make_attention_mask
+from .attention import causal_cache_mask
 from .configuration_gpt import ScratchGPTConfig
 from .layers import (
     LearnedPositionEmbedding,
@@ -152,20 +152,8 @@ class ScratchGPTModel(ScratchGPTPreTrainedModel):
         if use_cache and cache is None:
             cache = DynamicCache(config=config)
         past_length = cache.get_seq_length() if cache is not None else 0
-        # A static cache's keys are buffers of fixed size, their slots past the new tokens empty:
-        # the mask must cover them, so it is told where the filled slots end. The caller's
-        # position ids (before the defaults below) may pack several sequences in a row.
-        static = cache is not None and cache.is_compileable
-        key_length = T if cache is None else cache.get_mask_sizes(T, 0)[0]
-        mask = make_attention_mask(
-            attention_mask,
-            B,
-            T,
-            key_length,
-            causal=True,
-            past_length=past_length if static else None,
-            position_ids=position_ids,
-        )
+        # The caller's position ids (before the defaults below) may pack several sequences in a row.
+        mask = causal_cache_mask(attention_mask, B, T, cache, past_length, position_ids)
 
         if position_ids is None:
             position_ids = default_position_ids(

@@ -48,7 +48,7 @@ from transformers.modeling_outputs import (
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 
-from .attention import make_attention_mask
+from .attention import causal_cache_mask, make_attention_mask
 from .configuration_transformer import ScratchTransformerConfig
 from .layers import (
     SinusoidalPositionEmbedding,
@@ -234,18 +234,7 @@ class ScratchTransformerDecoder(_TransformerStack):
                 f"the decoder input has batch size {B}, not a multiple of the encoder output's "
                 f"{sources} sequences"
             )
-        # A static cache's keys are buffers of fixed size, their slots past the new tokens empty:
-        # the mask must cover them, so it is told where the filled slots end.
-        static = cache is not None and cache.is_compileable
-        key_length = past_length + T if cache is None else cache.get_mask_sizes(T, 0)[0]
-        self_mask = make_attention_mask(
-            attention_mask,
-            B,
-            T,
-            key_length,
-            causal=True,
-            past_length=past_length if static else None,
-        )
+        self_mask = causal_cache_mask(attention_mask, B, T, cache, past_length)
         cross_mask = make_attention_mask(encoder_attention_mask, sources, T, S, causal=False)
 
         hidden_states, all_hidden_states, all_attentions, all_cross_attentions = run_blocks(
