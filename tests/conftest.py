@@ -33,6 +33,22 @@ DECODING_MODES = [
 DECODING_MODE_NAMES = ["greedy", "beam", "sample"]
 
 
+def assert_static_cache_generates_the_dynamic_caches_tokens(model, input_ids, **settings) -> None:
+    """`generate()` with the static cache, its steps run eagerly, gives the dynamic cache's tokens
+    (the same seed for both, for sampling)."""
+    generated = {}
+    for implementation in ("dynamic", "static"):
+        torch.manual_seed(5)
+        generated[implementation] = model.generate(
+            input_ids,
+            max_new_tokens=8,
+            cache_implementation=implementation,
+            disable_compile=True,
+            **settings,
+        )
+    assert torch.equal(generated["static"], generated["dynamic"])
+
+
 def block_config(
     hidden_size: int = 32,
     num_attention_heads: int = 4,

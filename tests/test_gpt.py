@@ -10,6 +10,7 @@ from conftest import (
     DECODING_MODES,
     EVERY_GENERATE_OUTPUT,
     assert_same_structure,
+    assert_static_cache_generates_the_dynamic_caches_tokens,
     tiny_gpt_config,
 )
 from transformers import (
@@ -567,19 +568,9 @@ def test_static_cache_generates_the_dynamic_caches_tokens(norm_first, settings):
     steps run eagerly here; test_compile.py checks the compiled ones."""
     model = ScratchGPTLMHeadModel(tiny_gpt_config(norm_first=norm_first)).eval()
     input_ids, attention_mask = _prompts()
-    generated = {}
-    for implementation in ("dynamic", "static"):
-        torch.manual_seed(5)
-        generated[implementation] = model.generate(
-            input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=8,
-            pad_token_id=0,
-            cache_implementation=implementation,
-            disable_compile=True,
-            **settings,
-        )
-    assert torch.equal(generated["static"], generated["dynamic"])
+    assert_static_cache_generates_the_dynamic_caches_tokens(
+        model, input_ids, attention_mask=attention_mask, pad_token_id=0, **settings
+    )
 
 
 def test_a_static_cache_passed_in_continues_as_the_full_forward():

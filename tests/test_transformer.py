@@ -13,6 +13,7 @@ from conftest import (
     EVERY_GENERATE_OUTPUT,
     assert_accumulation_matches_one_large_batch,
     assert_same_structure,
+    assert_static_cache_generates_the_dynamic_caches_tokens,
     copy_attention_into_torch,
     run_without_hf_scratch,
 )
@@ -421,18 +422,9 @@ def test_static_cache_generates_the_dynamic_caches_tokens(settings):
     ones."""
     model = random_model()
     input_ids, attention_mask = source_batch()
-    generated = {}
-    for implementation in ("dynamic", "static"):
-        torch.manual_seed(5)
-        generated[implementation] = model.generate(
-            input_ids,
-            attention_mask=attention_mask,
-            max_new_tokens=8,
-            cache_implementation=implementation,
-            disable_compile=True,
-            **settings,
-        )
-    assert torch.equal(generated["static"], generated["dynamic"])
+    assert_static_cache_generates_the_dynamic_caches_tokens(
+        model, input_ids, attention_mask=attention_mask, **settings
+    )
 
 
 def test_static_cache_layers_passed_in_continue_as_the_full_forward():
